@@ -1,0 +1,230 @@
+"""Message contracts: one frozen, versioned pydantic model per message kind.
+
+Every JSON payload carries `"schema": "sightline.<kind>/<version>"` so a consumer
+can refuse what it does not understand. Frame pixels travel as JPEG bytes; their
+`FrameMeta` travels in a Kafka header.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="letters, digits, _ . -; up to 64")]
+BBox = tuple[float, float, float, float]
+
+# Fixed namespace so ids are the same on every machine and in every run.
+ID_NAMESPACE = uuid.UUID("6f1d9c2e-5b7a-4e0f-9a43-2c8d7e15b0a1")
+
+
+def stable_id(*parts: object) -> str:
+    """Deterministic id: a redelivered input yields the same id."""
+    return str(uuid.uuid5(ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    """Base of every message: frozen, no unknown fields, schema tag checked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    SCHEMA: ClassVar[str] = ""
+
+    schema_id: str = Field("", alias="schema")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tag(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            tag = data.get("schema", data.get("schema_id"))
+            if tag in (None, ""):
+                data = {**data, "schema": cls.SCHEMA}
+                data.pop("schema_id", None)
+            elif tag != cls.SCHEMA:
+                raise ValueError(f"schema {tag!r} is not {cls.SCHEMA!r}")
+        return data
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class FrameMeta(Envelope):
+    SCHEMA: ClassVar[str] = "sightline.frame/1"
+
+    camera_id: EntityId
+    frame_id: int = Field(ge=0, description="monotonic per camera per source session")
+    source_session: str = Field(description="changes every time the source is (re)opened")
+    pts_s: float = Field(description="media time from the stream's PTS and time_base")
+    wall_ts: datetime = Field(description="UTC capture time")
+    width: int = Field(gt=0, description="original frame width")
+    height: int = Field(gt=0)
+    encoded_width: int = Field(gt=0, description="width of the JPEG that travels")
+    encoded_height: int = Field(gt=0)
+    keyframe: bool = False
+    motion_score: float | None = None
+    sampled_reason: Literal["sample", "motion", "scene_change", "heartbeat", "keyframe", "first"] = "sample"
+
+
+class ObjectEvent(Envelope):
+    SCHEMA: ClassVar[str] = "sightline.object_event/1"
+
+    event_id: str
+    phase: Literal["start", "update", "end"]
+    camera_id: EntityId
+    query_id: EntityId
+    query_text: str
+    track_id: str
+    label: str
+    bbox: BBox = Field(description="[x1,y1,x2,y2] in pixels of the original frame")
+    bbox_norm: BBox = Field(description="bbox divided by the original width/height, 0..1")
+    frame_id: int
+    source_session: str = ""
+    pts_s: float = Field(description="media time of the frame; for `end`, when the object was last seen")
+    wall_ts: datetime
+    closed_at: datetime | None = Field(None, description="`end` only: when the track was closed")
+    score: float | None = None
+    engine: str
+    model: str
+    latency_ms: float = 0.0
+    snapshot: str | None = None
+
+    @field_validator("bbox_norm")
+    @classmethod
+    def _unit(cls, v: BBox) -> BBox:
+        if not all(-1e-6 <= c <= 1 + 1e-6 for c in v):
+            raise ValueError("bbox_norm must lie in 0..1")
+        return v
+
+
+class Segment(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    start_s: float
+    end_s: float
+    description: str
+
+
+class Summary(Envelope):
+    SCHEMA: ClassVar[str] = "sightline.summary/1"
+
+    summary_id: str
+    camera_id: EntityId
+    query_id: EntityId
+    query_text: str
+    window_start_s: float
+    window_end_s: float
+    window_start_wall: datetime
+    window_end_wall: datetime
+    text: str
+    segments: tuple[Segment, ...] = ()
+    thinking: str | None = None
+    frames: int = 0
+    engine: str
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+
+
+class StatusUpdate(Envelope):
+    SCHEMA: ClassVar[str] = "sightline.status/1"
+
+    component: Literal["camera", "ingest", "analyzer", "sink", "api"]
+    id: str = Field(description="camera_id for cameras, worker id otherwise")
+    worker: str = ""
+    state: Literal["starting", "streaming", "reconnecting", "running", "stopped", "failed"]
+    reason: str = ""
+    ts: datetime = Field(default_factory=utcnow)
+    source_session: str = ""
+    fps_in: float = 0.0
+    fps_out: float = 0.0
+    lag_s: float = 0.0
+    drops: dict[str, int] = Field(default_factory=dict)
+    counters: dict[str, float] = Field(default_factory=dict)
+
+
+class CameraSpec(Envelope):
+    SCHEMA: ClassVar[str] = "sightline.camera/1"
+
+    id: EntityId
+    url: str = Field(min_length=1, max_length=2048, description="file path, file://, rtsp(s)://, http(s)://")
+    name: str = Field("", max_length=200)
+    enabled: bool = True
+    sample_fps: float | None = Field(None, gt=0, le=60)
+    gate: Literal["always", "motion", "scene_change"] | None = None
+    realtime: bool | None = Field(None, description="files: pace like a live camera")
+    loop: bool = Field(False, description="files: start again at the end")
+    keyframes_only: bool | None = None
+
+
+class QuerySpec(Envelope):
+    SCHEMA: ClassVar[str] = "sightline.query/1"
+
+    id: EntityId
+    text: str = Field(min_length=1, max_length=1000)
+    kind: Literal["grounding", "summary"] = "grounding"
+    cameras: tuple[str, ...] = ("*",)
+    interval_s: float | None = Field(None, ge=0, description="grounding: min gap between calls per camera")
+    window_s: float = Field(30.0, gt=0, le=3600, description="summary window length")
+    stride_s: float | None = Field(None, gt=0, description="summary: gap between window starts (default window_s)")
+    thinking: bool = False
+    enabled: bool = True
+
+    def applies_to(self, camera_id: str) -> bool:
+        return self.enabled and ("*" in self.cameras or camera_id in self.cameras)
+
+
+class ControlMessage(Envelope):
+    """A registration or deletion on the control topic, keyed `camera:<id>` / `query:<id>`."""
+
+    SCHEMA: ClassVar[str] = "sightline.control/1"
+
+    op: Literal["upsert", "delete"]
+    kind: Literal["camera", "query"]
+    id: EntityId
+    camera: CameraSpec | None = None
+    query: QuerySpec | None = None
+    ts: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @model_validator(mode="after")
+    def _payload(self) -> ControlMessage:
+        body = self.camera if self.kind == "camera" else self.query
+        if self.op == "upsert" and body is None:
+            raise ValueError(f"upsert of a {self.kind} needs its `{self.kind}` body")
+        if body is not None and body.id != self.id:
+            raise ValueError("body id differs from message id")
+        return self
+
+
+class DeadLetter(Envelope):
+    SCHEMA: ClassVar[str] = "sightline.deadletter/1"
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    reason: str
+    worker: str = ""
+    payload_b64: str = Field("", description="the original value, base64, truncated to 64 KiB")
+    ts: datetime = Field(default_factory=utcnow)
+
+
+ALL_CONTRACTS: tuple[type[Envelope], ...] = (
+    FrameMeta,
+    ObjectEvent,
+    Summary,
+    StatusUpdate,
+    CameraSpec,
+    QuerySpec,
+    ControlMessage,
+    DeadLetter,
+)

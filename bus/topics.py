@@ -1,0 +1,24 @@
+"""Topic names. Keys are camera ids so one camera's messages stay ordered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from configs.settings import BusConfig
+
+
+@dataclass(frozen=True)
+class Topics:
+    control: str
+    frames: str
+    detections: str
+    summaries: str
+    status: str
+    deadletter: str
+
+    @classmethod
+    def from_config(cls, bus: BusConfig) -> Topics:
+        return cls(**{kind: bus.topic(kind) for kind in cls.__dataclass_fields__})
+
+    def all(self) -> list[str]:
+        return [self.control, self.frames, self.detections, self.summaries, self.status, self.deadletter]

