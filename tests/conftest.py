@@ -1,0 +1,98 @@
+"""Fixtures shared by the three tiers: unit, broker (real Tansu) and end-to-end."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bus.broker import EmbeddedBroker
+from configs import Settings, load_settings
+from sightline.samples import Figure, generate_clip, vtest_path
+
+IN_CI = bool(os.environ.get("CI"))
+RED = (30, 30, 220)  # BGR
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip on a user's machine that lacks a service; in CI a missing service is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Tansu broker for the session; tests isolate themselves by topic prefix."""
+    log = tmp_path_factory.mktemp("tansu") / "broker.log"
+    broker = EmbeddedBroker(log_path=log)
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings rooted in the test's tmp dir; keyword overrides are nested dicts."""
+
+    def factory(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {"data_dir": str(tmp_path / "data")}
+        return load_settings(None, **_merge(base, overrides))
+
+    return factory
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def red_figure_clip(media_dir: Path) -> tuple[Path, Figure]:
+    """12 s, 10 fps, 640×360: a red figure enters at 3 s and leaves at 9 s, walking left to right."""
+    fig = Figure(RED, 3.0, 9.0, (0.15, 0.55), (0.85, 0.55))
+    return generate_clip(media_dir / "red_figure.mp4", duration_s=12, fps=10, figures=[fig]), fig
+
+
+@pytest.fixture(scope="session")
+def short_clip(media_dir: Path) -> Path:
+    """4 s of a figure crossing, for plumbing tests that only need frames to flow."""
+    fig = Figure(RED, 0.5, 3.5, (0.2, 0.5), (0.8, 0.5))
+    return generate_clip(media_dir / "short.mp4", duration_s=4, fps=10, figures=[fig])
+
+
+@pytest.fixture(scope="session")
+def vtest() -> Path:
+    path = vtest_path()
+    need(path is not None, "Debian's opencv-doc (vtest.avi) is not installed")
+    assert path is not None
+    return path
