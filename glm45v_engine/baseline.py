@@ -113,7 +113,7 @@ class BaselineEngine:
         hog = getattr(self._local, "hog", None)
         if hog is None:
             hog = cv2.HOGDescriptor()
-            hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+            hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
             self._local.hog = hog
         return hog
 
@@ -123,14 +123,19 @@ class BaselineEngine:
         img = cv2.resize(image, (round(w * scale), round(h * scale))) if scale > 1.0 else image
         stride = self.config.win_stride
         rects, weights = self._hog().detectMultiScale(
-            img, hitThreshold=self.config.hit_threshold, winStride=(stride, stride),
-            padding=(8, 8), scale=self.config.scale,
+            img,
+            hitThreshold=self.config.hit_threshold,
+            winStride=(stride, stride),
+            padding=(8, 8),
+            scale=self.config.scale,
         )
         boxes = []
         for (x, y, bw, bh), score in zip(rects, np.ravel(weights), strict=False):
             bbox = (
-                max(0.0, x / scale), max(0.0, y / scale),
-                min(float(w), (x + bw) / scale), min(float(h), (y + bh) / scale),
+                max(0.0, x / scale),
+                max(0.0, y / scale),
+                min(float(w), (x + bw) / scale),
+                min(float(h), (y + bh) / scale),
             )
             if query.colour and colour_fraction(image, bbox, query.colour) < COLOUR_FRACTION:
                 continue
@@ -154,7 +159,10 @@ class BaselineEngine:
         """Presence segments of people (the detector's honest version of a summary)."""
         t0 = time.perf_counter()
         q = parse_query(prompt) if _mentions_people(prompt) else PeopleQuery(None)
-        counts = [(f.pts_s or 0.0, len(g.boxes)) for f, g in zip(clip.frames, await self.ground(clip.frames, q.label))]
+        counts = [
+            (f.pts_s or 0.0, len(g.boxes))
+            for f, g in zip(clip.frames, await self.ground(clip.frames, q.label), strict=True)
+        ]
         segments: list[TimedSegment] = []
         run: list[tuple[float, int]] = []
         for t, n in [*counts, (float("inf"), 0)]:
@@ -170,7 +178,9 @@ class BaselineEngine:
             f"Baseline detector (not a VLM): {q.label} visible in {seen} of {len(counts)} frames, "
             f"at most {max((n for _, n in counts), default=0)} at once."
         )
-        return SummaryResult(text=text, segments=tuple(segments), latency_ms=(time.perf_counter() - t0) * 1000)
+        return SummaryResult(
+            text=text, segments=tuple(segments), latency_ms=(time.perf_counter() - t0) * 1000
+        )
 
     async def ask(self, media: Sequence[Frame] | Clip, prompt: str, *, thinking: bool = False) -> Answer:
         frames = media.frames if isinstance(media, Clip) else tuple(media)

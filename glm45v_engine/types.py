@@ -58,7 +58,7 @@ class Frame:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError("not a decodable JPEG")
-        return cls(image=img, jpeg=data, **fields)
+        return cls(image=np.asarray(img, dtype=np.uint8), jpeg=data, **fields)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,9 @@ class Usage:
     cost: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out, self.cost + other.cost)
+        return Usage(
+            self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out, self.cost + other.cost
+        )
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,9 @@ class VisionEngine(Protocol):
     model: str
     stats: EngineStats
 
-    async def ground(self, frames: Sequence[Frame], query: str, *, thinking: bool = False) -> list[Grounding]: ...
+    async def ground(
+        self, frames: Sequence[Frame], query: str, *, thinking: bool = False
+    ) -> list[Grounding]: ...
 
     async def summarize(self, clip: Clip, prompt: str, *, thinking: bool = False) -> SummaryResult: ...
 
