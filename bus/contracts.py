@@ -171,7 +171,9 @@ class QuerySpec(Envelope):
     cameras: tuple[str, ...] = ("*",)
     interval_s: float | None = Field(None, ge=0, description="grounding: min gap between calls per camera")
     window_s: float = Field(30.0, gt=0, le=3600, description="summary window length")
-    stride_s: float | None = Field(None, gt=0, description="summary: gap between window starts (default window_s)")
+    stride_s: float | None = Field(
+        None, gt=0, description="summary: gap between window starts (default window_s)"
+    )
     thinking: bool = False
     enabled: bool = True
 

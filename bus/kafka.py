@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import socket
 import time
@@ -56,10 +57,8 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, replica
         existing = set(admin.list_topics())
         missing = [NewTopic(n, partitions, replication) for n in names if n not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race
     finally:
         admin.close()
 
@@ -94,7 +93,9 @@ class Producer:
             headers=[(SCHEMA_HEADER, meta.SCHEMA.encode()), (META_HEADER, meta.to_json())],
         )
 
-    def send_raw(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> Any:
+    def send_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> Any:
         return self._p.send(topic, key=key, value=value, headers=list(headers))
 
     def flush(self, timeout_s: float | None = 30.0) -> None:

@@ -1,0 +1,1 @@
+"""Analyzer: frames + standing questions → engine calls → tracked object events and summaries."""

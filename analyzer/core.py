@@ -1,0 +1,358 @@
+"""The analyzer's work on one frame, free of Kafka: schedule engine calls, track, window, emit.
+
+`FrameProcessor` is used by the Kafka worker (analyzer.service) and by in-process
+replay alike, so both produce the same events for the same frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from analyzer.snapshots import SnapshotWriter
+from analyzer.tracking import Detection, Tracker, TrackerConfig, TrackEvent
+from analyzer.windows import OpenWindow, Windower
+from bus.contracts import (
+    FrameMeta,
+    ObjectEvent,
+    QuerySpec,
+    Segment,
+    Summary,
+    stable_id,
+    utcnow,
+)
+from bus.control import ControlState
+from configs.settings import AnalyzerConfig
+from glm45v_engine import Clip, EngineError, Frame, UnsupportedQuery, VisionEngine
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (camera_id, query_id)
+
+
+@dataclass
+class Outputs:
+    events: list[ObjectEvent] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
+
+    def extend(self, other: Outputs) -> None:
+        self.events += other.events
+        self.summaries += other.summaries
+
+
+@dataclass
+class CameraCursor:
+    """The last frame whose grounding outputs were produced; frames at or before it are not re-asked."""
+
+    session: str = ""
+    frame_id: int = -1
+
+
+class FrameProcessor:
+    def __init__(
+        self,
+        engine: VisionEngine,
+        config: AnalyzerConfig,
+        control: ControlState,
+        *,
+        snapshots: SnapshotWriter | None = None,
+        skip_stale: bool = True,
+    ) -> None:
+        self.engine, self.config, self.control = engine, config, control
+        self.snapshots, self.skip_stale = snapshots, skip_stale
+        self.trackers: dict[Key, Tracker] = {}
+        self.windowers: dict[Key, Windower] = {}
+        self.last_call: dict[Key, tuple[str, float]] = {}
+        self.cursors: dict[str, CameraCursor] = {}
+        self.counters: Counter[str] = Counter()
+        self.refused: dict[str, str] = {}  # query_id -> why the engine refused it
+        self._sem = asyncio.Semaphore(config.max_concurrency)
+
+    def tracker_config(self) -> TrackerConfig:
+        c = self.config
+        return TrackerConfig(
+            min_hits=c.min_hits,
+            max_missing_s=c.max_missing_s,
+            update_every_s=c.update_every_s,
+            update_move_frac=c.update_move_frac,
+            max_dist=c.max_dist,
+        )
+
+    def tracker(self, key: Key) -> Tracker:
+        if key not in self.trackers:
+            self.trackers[key] = Tracker(key[0], key[1], self.tracker_config())
+        return self.trackers[key]
+
+    async def process(self, meta: FrameMeta, jpeg: bytes, offset: int = -1) -> Outputs:
+        out = Outputs()
+        self.counters["frames"] += 1
+        queries = self.control.queries_for(meta.camera_id)
+        if not queries:
+            self.counters["frames_without_query"] += 1
+            return out
+        if self.skip_stale and (utcnow() - meta.wall_ts).total_seconds() > self.config.max_lag_s:
+            self.counters["skipped_lag"] += 1
+            for q in queries:  # time still passes for the tracks
+                if q.kind == "grounding":
+                    out.events += self._events(
+                        q,
+                        meta,
+                        self.tracker((meta.camera_id, q.id)).expire(meta.pts_s, meta.frame_id, meta.wall_ts),
+                    )
+            return out
+        frame: Frame | None = None
+        cursor = self.cursors.setdefault(meta.camera_id, CameraCursor())
+        seen = cursor.session == meta.source_session and meta.frame_id <= cursor.frame_id
+        tasks = []
+        for q in queries:
+            if q.kind == "summary":
+                for window in self._windower(q, meta).add(meta, jpeg, offset):
+                    tasks.append(self._summarize(q, meta.camera_id, window))
+            elif seen:
+                self.counters["skipped_already_processed"] += 1
+            elif self._due(q, meta):
+                frame = frame or Frame.from_jpeg(
+                    jpeg,
+                    camera_id=meta.camera_id,
+                    frame_id=meta.frame_id,
+                    pts_s=meta.pts_s,
+                    wall_ts=meta.wall_ts,
+                )
+                tasks.append(self._ground(q, meta, frame, jpeg))
+            else:
+                self.counters["skipped_interval"] += 1
+                tracker = self.tracker((meta.camera_id, q.id))
+                out.events += self._events(q, meta, tracker.expire(meta.pts_s, meta.frame_id, meta.wall_ts))
+        for result in await asyncio.gather(*tasks):
+            out.extend(result)
+        if not seen:
+            cursor.session, cursor.frame_id = meta.source_session, meta.frame_id
+        return out
+
+    def _due(self, q: QuerySpec, meta: FrameMeta) -> bool:
+        interval = q.interval_s if q.interval_s is not None else self.config.interval_s
+        key = (meta.camera_id, q.id)
+        last = self.last_call.get(key)
+        if last is None or last[0] != meta.source_session or meta.pts_s - last[1] >= interval - 1e-6:
+            self.last_call[key] = (meta.source_session, meta.pts_s)
+            return True
+        return False
+
+    async def _ground(self, q: QuerySpec, meta: FrameMeta, frame: Frame, jpeg: bytes) -> Outputs:
+        key = (meta.camera_id, q.id)
+        try:
+            async with self._sem:
+                [g] = await self.engine.ground([frame], q.text, thinking=q.thinking)
+        except UnsupportedQuery as exc:
+            self.counters["engine_refused"] += 1
+            if q.id not in self.refused:
+                log.warning(
+                    "engine refused query: %s", exc, extra={"query_id": q.id, "camera_id": meta.camera_id}
+                )
+            self.refused[q.id] = str(exc)
+            return Outputs()
+        except EngineError as exc:
+            self.counters["engine_errors"] += 1
+            log.warning("engine error: %s", exc, extra={"query_id": q.id, "camera_id": meta.camera_id})
+            return Outputs()
+        self.counters["engine_calls"] += 1
+        sx, sy = meta.width / meta.encoded_width, meta.height / meta.encoded_height
+        dets = [
+            Detection(
+                b.label or q.text,
+                _clamp(
+                    (b.bbox[0] * sx, b.bbox[1] * sy, b.bbox[2] * sx, b.bbox[3] * sy), meta.width, meta.height
+                ),
+                b.score,
+            )
+            for b in g.boxes
+        ]
+        dets = [d for d in dets if d.bbox[2] - d.bbox[0] >= 1 and d.bbox[3] - d.bbox[1] >= 1]
+        self.counters["boxes"] += len(dets)
+        steps = self.tracker(key).step(
+            meta.pts_s, meta.frame_id, meta.wall_ts, dets, meta.source_session, (meta.width, meta.height)
+        )
+        snapshot = None
+        if self.snapshots and any(e.phase == "start" for e in steps):
+            boxes = [(d.bbox, d.label) for d in dets]
+            rel = f"{meta.camera_id}/{q.id}/{meta.source_session[:8]}-{meta.frame_id}.jpg"
+            snapshot = self.snapshots.write(rel, jpeg, boxes, (1 / sx, 1 / sy))
+        return Outputs(events=self._events(q, meta, steps, latency_ms=g.latency_ms, snapshot=snapshot))
+
+    def _events(
+        self,
+        q: QuerySpec,
+        meta: FrameMeta,
+        steps: list[TrackEvent],
+        *,
+        latency_ms: float = 0.0,
+        snapshot: str | None = None,
+    ) -> list[ObjectEvent]:
+        return self._make_events(
+            q,
+            meta.camera_id,
+            meta.source_session,
+            (meta.width, meta.height),
+            steps,
+            latency_ms=latency_ms,
+            snapshot=snapshot,
+        )
+
+    def _make_events(
+        self,
+        q: QuerySpec,
+        camera_id: str,
+        session: str,
+        size: tuple[int, int],
+        steps: list[TrackEvent],
+        *,
+        latency_ms: float = 0.0,
+        snapshot: str | None = None,
+    ) -> list[ObjectEvent]:
+        w, h = max(size[0], 1), max(size[1], 1)
+        return [
+            ObjectEvent(
+                event_id=stable_id(camera_id, q.id, s.track_id, s.phase, s.frame_id),
+                phase=s.phase,
+                camera_id=camera_id,
+                query_id=q.id,
+                query_text=q.text,
+                track_id=s.track_id,
+                label=s.label,
+                bbox=_round(s.bbox),
+                bbox_norm=_round((s.bbox[0] / w, s.bbox[1] / h, s.bbox[2] / w, s.bbox[3] / h), 5),
+                frame_id=s.frame_id,
+                source_session=session,
+                pts_s=round(s.pts_s, 3),
+                wall_ts=s.wall_ts,
+                closed_at=s.closed_at,
+                score=s.score,
+                engine=self.engine.name,
+                model=self.engine.model,
+                latency_ms=round(latency_ms, 1),
+                snapshot=snapshot if s.phase == "start" else None,
+            )
+            for s in steps
+        ]
+
+    def _windower(self, q: QuerySpec, meta: FrameMeta) -> Windower:
+        key = (meta.camera_id, q.id)
+        if key not in self.windowers:
+            self.windowers[key] = Windower(q.window_s, q.stride_s or q.window_s)
+        return self.windowers[key]
+
+    async def _summarize(self, q: QuerySpec, camera_id: str, window: OpenWindow) -> Outputs:
+        frames = window.clip_frames()
+        clip = Clip(
+            tuple(
+                Frame.from_jpeg(j, camera_id=camera_id, frame_id=m.frame_id, pts_s=m.pts_s, wall_ts=m.wall_ts)
+                for m, j in frames
+            ),
+            camera_id=camera_id,
+        )
+        try:
+            async with self._sem:
+                r = await self.engine.summarize(clip, q.text, thinking=q.thinking)
+        except EngineError as exc:
+            self.counters["engine_errors"] += 1
+            log.warning("summary failed: %s", exc, extra={"query_id": q.id, "camera_id": camera_id})
+            return Outputs()
+        self.counters["summaries"] += 1
+        ws, we = window.start_s, window.end_s
+        segs = tuple(
+            Segment(
+                start_s=round(max(s.start_s, ws), 3),
+                end_s=round(min(s.end_s, we), 3),
+                description=s.description,
+            )
+            for s in r.segments
+            if min(s.end_s, we) >= max(s.start_s, ws)
+        )
+        first, last = frames[0][0], frames[-1][0]
+        return Outputs(
+            summaries=[
+                Summary(
+                    summary_id=stable_id(camera_id, q.id, first.source_session, round(ws, 3)),
+                    camera_id=camera_id,
+                    query_id=q.id,
+                    query_text=q.text,
+                    window_start_s=round(ws, 3),
+                    window_end_s=round(we, 3),
+                    window_start_wall=first.wall_ts,
+                    window_end_wall=last.wall_ts,
+                    text=r.text,
+                    segments=segs,
+                    thinking=r.thinking,
+                    frames=len(frames),
+                    engine=self.engine.name,
+                    model=self.engine.model,
+                    tokens_in=r.usage.tokens_in,
+                    tokens_out=r.usage.tokens_out,
+                    latency_ms=round(r.latency_ms, 1),
+                )
+            ]
+        )
+
+    # ---- endings -------------------------------------------------------------------------------
+    def close(
+        self,
+        *,
+        camera_id: str | None = None,
+        query_id: str | None = None,
+        reason: str,
+        wall: datetime | None = None,
+    ) -> Outputs:
+        """End the tracks of a stopped camera / removed query (or all): their `end` events."""
+        out = Outputs()
+        for (cam, qid), tracker in list(self.trackers.items()):
+            if (camera_id and cam != camera_id) or (query_id and qid != query_id):
+                continue
+            q = self.control.queries.get(qid) or QuerySpec(id=qid, text=qid)
+            steps = tracker.close_all(wall or utcnow(), reason)
+            out.events += self._make_events(q, cam, tracker.session, tracker.frame_size, steps)
+            del self.trackers[(cam, qid)]
+        return out
+
+    async def finish(self, camera_id: str | None = None, wall: datetime | None = None) -> Outputs:
+        """End of stream: close tracks and summarize partial windows."""
+        out = Outputs()
+        for (cam, qid), windower in list(self.windowers.items()):
+            q = self.control.queries.get(qid)
+            if q is None or (camera_id and cam != camera_id):
+                continue
+            for window in windower.flush():
+                out.extend(await self._summarize(q, cam, window))
+        out.extend(self.close(camera_id=camera_id, reason="end of stream", wall=wall))
+        return out
+
+    def oldest_open_offset(self) -> int | None:
+        offsets = [o for w in self.windowers.values() if (o := w.oldest_offset()) is not None]
+        return min(offsets) if offsets else None
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def camera_state(self, camera_id: str) -> dict[str, Any]:
+        cur = self.cursors.get(camera_id, CameraCursor())
+        return {
+            "cursor": [cur.session, cur.frame_id],
+            "trackers": {qid: t.to_state() for (cam, qid), t in self.trackers.items() if cam == camera_id},
+            "last_call": {qid: list(v) for (cam, qid), v in self.last_call.items() if cam == camera_id},
+        }
+
+    def load_camera_state(self, camera_id: str, state: dict[str, Any]) -> None:
+        session, frame_id = state.get("cursor", ["", -1])
+        self.cursors[camera_id] = CameraCursor(session, int(frame_id))
+        for qid, ts in state.get("trackers", {}).items():
+            self.tracker((camera_id, qid)).load_state(ts)
+        for qid, (sess, pts) in state.get("last_call", {}).items():
+            self.last_call[(camera_id, qid)] = (sess, float(pts))
+
+
+def _clamp(b: tuple[float, float, float, float], w: int, h: int) -> tuple[float, float, float, float]:
+    return (min(max(b[0], 0.0), w), min(max(b[1], 0.0), h), min(max(b[2], 0.0), w), min(max(b[3], 0.0), h))
+
+
+def _round(b: tuple[float, float, float, float], nd: int = 1) -> tuple[float, float, float, float]:
+    return (round(b[0], nd), round(b[1], nd), round(b[2], nd), round(b[3], nd))
