@@ -113,7 +113,7 @@ class BaselineEngine:
         hog = getattr(self._local, "hog", None)
         if hog is None:
             hog = cv2.HOGDescriptor()
-            hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+            hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32))
             self._local.hog = hog
         return hog
 

@@ -93,10 +93,14 @@ class Usage:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    estimated: bool = False  # counted locally because the server sent no `usage`
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out, self.cost + other.cost
+            self.tokens_in + other.tokens_in,
+            self.tokens_out + other.tokens_out,
+            self.cost + other.cost,
+            self.estimated or other.estimated,
         )
 
 
