@@ -192,7 +192,7 @@ def parse_truth_json(text: str, *, source: str = "<string>") -> GroundTruth:
     if not isinstance(data, dict):
         raise TruthError(f"{source}: a ground truth is a JSON object, got {type(data).__name__}")
     if data.get("schema") != SCHEMA:
-        raise TruthError(f"{source}: expected \"schema\": \"{SCHEMA}\", got {data.get('schema')!r}")
+        raise TruthError(f'{source}: expected "schema": "{SCHEMA}", got {data.get("schema")!r}')
     try:
         return GroundTruth.model_validate(data)
     except ValidationError as e:
