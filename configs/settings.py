@@ -54,6 +54,11 @@ class IngestConfig(_Section):
     reconnect_max_s: float = Field(30.0, gt=0)
     queue_size: int = Field(32, ge=1)
     worker_id: str | None = None
+    status_interval_s: float = Field(2.0, gt=0, description="how often each camera's status is published")
+    worker_heartbeat_s: float = Field(2.0, gt=0, description="how often an ingest process says it is alive")
+    worker_ttl_s: float = Field(
+        8.0, gt=0, description="an ingest process silent this long is dead; its cameras move to the others"
+    )
 
 
 class AnalyzerConfig(_Section):

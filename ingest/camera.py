@@ -1,0 +1,348 @@
+"""One camera: a supervisor thread (open, decode, sample, gate, reconnect) and a publisher thread.
+
+States: starting → streaming → (reconnecting → streaming)* → stopped | failed. Every
+transition is reported through the sink. Nothing raised by a source leaves this module:
+bad input ends as a `failed` state with its reason, never as a crash of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+import av
+
+from bus.contracts import FrameMeta, StatusUpdate
+from configs.settings import IngestConfig
+from ingest import metrics
+from ingest.encode import FrameTooLarge, encode_jpeg
+from ingest.framequeue import FrameQueue
+from ingest.gating import Reason, make_gate
+from ingest.plan import CameraPlan
+from ingest.sampling import Pacer, Sampler
+from ingest.sources import SourceError, VideoSource
+from ingest.urls import SourceRefused, resolve
+
+log = logging.getLogger(__name__)
+CameraState = Literal["starting", "streaming", "reconnecting", "stopped", "failed"]
+HEADER_ROOM = 4096  # bytes kept free in a frame message for the key and the FrameMeta header
+
+
+class Sink(Protocol):
+    def frame(self, meta: FrameMeta, jpeg: bytes) -> None: ...
+    def status(self, update: StatusUpdate) -> None: ...
+
+
+@dataclass
+class _Item:
+    frame: av.VideoFrame
+    index: int
+    session: str
+    pts_s: float
+    wall_ts: datetime
+    keyframe: bool
+    reason: Reason
+    score: float | None
+    queued_at: float
+
+
+class Backoff:
+    """Capped exponential backoff with jitter (half to full delay), reset after a good session."""
+
+    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        self.initial_s, self.max_s = initial_s, max_s
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        cap = min(self.max_s, self.initial_s * (2**self.attempt))
+        self.attempt += 1
+        return self._rng.uniform(cap / 2, cap)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class CameraWorker:
+    def __init__(
+        self,
+        plan: CameraPlan,
+        cfg: IngestConfig,
+        sink: Sink,
+        *,
+        worker: str = "",
+        max_frame_bytes: int = 900_000,
+        on_exit: Callable[[CameraWorker], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.cfg = cfg
+        self.sink = sink
+        self.worker = worker
+        self.max_jpeg_bytes = max(4096, max_frame_bytes - HEADER_ROOM)
+        self.state: CameraState = "starting"
+        self.reason = ""
+        self.session = ""
+        self.decoded = 0
+        self.published = 0
+        self.gated = 0
+        self.reconnects = 0
+        self.lag_s = 0.0
+        self.drops: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._stop_reason = "stopped"
+        self._on_exit = on_exit
+        self._lock = threading.Lock()
+        self._last_snap = (time.monotonic(), 0, 0)
+        self._queue: FrameQueue[_Item] = FrameQueue(cfg.queue_size, "drop_oldest")
+        self._thread = threading.Thread(target=self._run, name=f"cam-{plan.camera_id}", daemon=True)
+        self._publisher = threading.Thread(
+            target=self._publish_loop, name=f"pub-{plan.camera_id}", daemon=True
+        )
+        self._extra = {"camera_id": plan.camera_id}
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        metrics.set_state(self.plan.camera_id, "starting")
+        self._publisher.start()
+        self._thread.start()
+
+    def stop(self, reason: str = "stopped") -> None:
+        self._stop_reason = reason
+        self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- status -------------------------------------------------------------------------
+    def snapshot(self) -> StatusUpdate:
+        """Current state with rates since the previous snapshot."""
+        with self._lock:
+            now = time.monotonic()
+            t0, dec0, pub0 = self._last_snap
+            dt = max(now - t0, 1e-6)
+            fps_in, fps_out = (self.decoded - dec0) / dt, (self.published - pub0) / dt
+            self._last_snap = (now, self.decoded, self.published)
+        cid = self.plan.camera_id
+        metrics.FPS_IN.labels(cid).set(fps_in)
+        metrics.FPS_OUT.labels(cid).set(fps_out)
+        return self._update(fps_in=round(fps_in, 3), fps_out=round(fps_out, 3))
+
+    def _update(self, fps_in: float = 0.0, fps_out: float = 0.0) -> StatusUpdate:
+        drops = dict(self.drops)
+        if self._queue.dropped:
+            drops["queue_full"] = self._queue.dropped
+        return StatusUpdate(
+            component="camera",
+            id=self.plan.camera_id,
+            worker=self.worker,
+            state=self.state,
+            reason=self.reason,
+            source_session=self.session,
+            fps_in=fps_in,
+            fps_out=fps_out,
+            lag_s=round(self.lag_s, 4),
+            drops=drops,
+            counters={
+                "decoded": self.decoded,
+                "published": self.published,
+                "gated": self.gated,
+                "reconnects": self.reconnects,
+                "queued": len(self._queue),
+            },
+        )
+
+    def _set_state(self, state: CameraState, reason: str = "") -> None:
+        self.state, self.reason = state, reason
+        metrics.set_state(self.plan.camera_id, state)
+        level = logging.WARNING if state in ("reconnecting", "failed") else logging.INFO
+        log.log(level, "camera %s: %s %s", self.plan.camera_id, state, reason, extra=self._extra)
+        self._safe_status(self._update())
+
+    def _safe_status(self, update: StatusUpdate) -> None:
+        try:
+            self.sink.status(update)
+        except Exception:  # a broker hiccup must not kill the camera
+            log.warning("status publish failed", exc_info=True, extra=self._extra)
+
+    def _drop(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        metrics.DROPS.labels(self.plan.camera_id, reason).inc()
+
+    # -- supervisor ---------------------------------------------------------------------
+    def _run(self) -> None:
+        final: tuple[CameraState, str] = ("stopped", "stopped")
+        try:
+            self._set_state("starting")
+            final = self._supervise()
+        except Exception as exc:  # last line of defence: report, never take the process down
+            log.exception("camera crashed", extra=self._extra)
+            final = ("failed", f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._queue.close()
+            self._publisher.join(10.0)
+            if self._stop.is_set() and final[0] != "failed":
+                final = ("stopped", self._stop_reason)
+            self._set_state(*final)
+            if self._on_exit:
+                self._on_exit(self)
+
+    def _supervise(self) -> tuple[CameraState, str]:
+        try:
+            src = resolve(self.plan.url, self.cfg)
+        except SourceRefused as exc:
+            return "failed", f"refused: {exc}"
+        live_kind = src.kind != "file"
+        self._queue.policy = "drop_oldest" if (live_kind or self.plan.realtime) else "block"
+        backoff = Backoff(self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s)
+        while not self._stop.is_set():
+            try:
+                source = VideoSource(src, self.cfg, keyframes_only=self.plan.keyframes_only)
+            except SourceError as exc:
+                if exc.permanent or not live_kind:
+                    return "failed", exc.reason
+                self._reconnect_wait(exc.reason, backoff)
+                continue
+            frames, error = self._stream(source)
+            if self._stop.is_set():
+                break
+            if frames:
+                backoff.reset()
+            if source.live:
+                self._reconnect_wait(error.reason if error else "end of stream (disconnected)", backoff)
+                continue
+            if error:
+                return "failed", f"{error.reason} after {frames} frames (truncated or corrupt file?)"
+            if frames == 0:
+                return "failed", "no decodable video frames in the file"
+            if not self.plan.loop:
+                return "stopped", "end of file"
+            log.info("end of file: looping", extra=self._extra)  # a new session per loop
+        return "stopped", self._stop_reason
+
+    def _reconnect_wait(self, reason: str, backoff: Backoff) -> None:
+        delay = backoff.next_delay()
+        self.reconnects += 1
+        metrics.RECONNECTS.labels(self.plan.camera_id).inc()
+        self._set_state("reconnecting", f"{reason}; retry in {delay:.1f}s")
+        self._stop.wait(delay)
+
+    def _stream(self, source: VideoSource) -> tuple[int, SourceError | None]:
+        """Decode one session; returns (frames decoded, error or None at end of stream)."""
+        plan = self.plan
+        self.session = uuid.uuid4().hex[:16]
+        sampler = Sampler(plan.sample_fps)
+        gate = make_gate(
+            plan.gate,
+            heartbeat_s=self.cfg.heartbeat_s,
+            motion_threshold=self.cfg.motion_threshold,
+            scene_threshold=self.cfg.scene_threshold,
+        )
+        pacer = Pacer(self._stop) if plan.realtime and not source.live else None
+        started = datetime.now(UTC)
+        pts0: float | None = None
+        frames = 0
+        counter = metrics.FRAMES_DECODED.labels(plan.camera_id)
+        try:
+            for d in source.frames():
+                if self._stop.is_set():
+                    break
+                with self._lock:
+                    self.decoded += 1
+                counter.inc()
+                if frames == 0:
+                    self._set_state("streaming", "")
+                frames += 1
+                if not sampler.keep(d.pts_s):
+                    continue
+                decision = gate.decide(d.frame, d.pts_s, keyframe_reason=plan.keyframes_only)
+                if not decision.publish:
+                    self.gated += 1
+                    metrics.FRAMES_GATED.labels(plan.camera_id).inc()
+                    continue
+                if pacer:
+                    pacer.wait(d.pts_s)
+                if source.live:
+                    wall = datetime.now(UTC)
+                else:
+                    pts0 = d.pts_s if pts0 is None else pts0
+                    wall = started + timedelta(seconds=d.pts_s - pts0)
+                item = _Item(
+                    d.frame,
+                    d.index,
+                    self.session,
+                    d.pts_s,
+                    wall,
+                    d.keyframe,
+                    decision.reason,
+                    decision.score,
+                    time.monotonic(),
+                )
+                self._queue.put(item, self._stop)
+        except SourceError as exc:
+            return frames, exc
+        finally:
+            source.close()
+        return frames, None
+
+    # -- publisher ----------------------------------------------------------------------
+    def _publish_loop(self) -> None:
+        while True:
+            item = self._queue.get(0.2)
+            if item is None:
+                if self._queue.closed:
+                    return
+                continue
+            try:
+                self._publish(item)
+            except Exception:
+                self._drop("publish_error")
+                log.warning("frame publish failed", exc_info=True, extra=self._extra)
+
+    def _publish(self, item: _Item) -> None:
+        cfg, frame = self.cfg, item.frame
+        try:
+            enc = encode_jpeg(
+                frame,
+                max_width=cfg.max_width,
+                max_height=cfg.max_height,
+                quality=cfg.jpeg_quality,
+                max_bytes=self.max_jpeg_bytes,
+            )
+        except FrameTooLarge as exc:
+            self._drop("too_large")
+            log.warning("frame dropped: %s", exc, extra=self._extra)
+            return
+        meta = FrameMeta(
+            camera_id=self.plan.camera_id,
+            frame_id=item.index,
+            source_session=item.session,
+            pts_s=round(item.pts_s, 6),
+            wall_ts=item.wall_ts,
+            width=frame.width,
+            height=frame.height,
+            encoded_width=enc.width,
+            encoded_height=enc.height,
+            keyframe=item.keyframe,
+            motion_score=None if item.score is None else round(item.score, 5),
+            sampled_reason=item.reason,
+        )
+        self.sink.frame(meta, enc.jpeg)
+        with self._lock:
+            self.published += 1
+        self.lag_s = time.monotonic() - item.queued_at
+        cid = self.plan.camera_id
+        metrics.FRAMES_PUBLISHED.labels(cid).inc()
+        metrics.BYTES_PUBLISHED.labels(cid).inc(len(enc.jpeg))
+        metrics.LAG.labels(cid).set(self.lag_s)

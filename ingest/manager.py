@@ -1,0 +1,109 @@
+"""Starts, changes and stops camera workers so the running set matches what this process owns."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from bus.contracts import CameraSpec, FrameMeta, StatusUpdate
+from bus.kafka import Producer
+from bus.topics import Topics
+from configs.settings import Settings
+from ingest import metrics
+from ingest.camera import CameraWorker, Sink
+from ingest.plan import CameraPlan
+
+log = logging.getLogger(__name__)
+
+
+class KafkaSink:
+    """Frames to the frames topic, status to the status topic; both keyed by camera id."""
+
+    def __init__(self, producer: Producer, topics: Topics) -> None:
+        self.producer = producer
+        self.topics = topics
+
+    def frame(self, meta: FrameMeta, jpeg: bytes) -> None:
+        future = self.producer.send_frame(self.topics.frames, meta, jpeg)
+        cid = meta.camera_id
+
+        def failed(exc: BaseException) -> None:  # async delivery failure: count it, say it
+            metrics.DROPS.labels(cid, "publish_error").inc()
+            log.warning("frame delivery failed: %s", exc, extra={"camera_id": cid})
+
+        future.add_errback(failed)
+
+    def status(self, update: StatusUpdate) -> None:
+        self.producer.send(self.topics.status, update.id, update)
+
+
+class CameraManager:
+    def __init__(self, settings: Settings, sink: Sink, worker: str) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.worker = worker
+        self.workers: dict[str, CameraWorker] = {}
+        self._revision: dict[str, int] = {}
+
+    def reconcile(self, cameras: dict[str, CameraSpec], revisions: dict[str, int], mine: set[str]) -> None:
+        """Stop what is no longer ours or changed; start what is ours and not running."""
+        for cid, w in list(self.workers.items()):
+            spec = cameras.get(cid)
+            if spec is None:
+                self._retire(cid, "deleted")
+            elif not spec.enabled:
+                self._retire(cid, "disabled")
+            elif cid not in mine:
+                self._retire(cid, "moved to another ingest worker")
+            elif revisions.get(cid) != self._revision.get(cid):
+                plan = CameraPlan.from_spec(spec, self.settings.ingest)
+                if plan != w.plan:
+                    self._retire(cid, "configuration changed")
+                elif not w.alive:
+                    self._retire(cid, "restarted", publish=False)  # re-registered after it ended
+                else:
+                    self._revision[cid] = revisions.get(cid, 0)
+        for cid in sorted(mine):
+            spec = cameras[cid]
+            if cid not in self.workers and spec.enabled:
+                self._start(spec, revisions.get(cid, 0))
+        metrics.CAMERAS.set(sum(1 for w in self.workers.values() if w.alive))
+
+    def _start(self, spec: CameraSpec, revision: int) -> None:
+        plan = CameraPlan.from_spec(spec, self.settings.ingest)
+        w = CameraWorker(
+            plan,
+            self.settings.ingest,
+            self.sink,
+            worker=self.worker,
+            max_frame_bytes=self.settings.bus.max_frame_bytes,
+        )
+        self.workers[spec.id] = w
+        self._revision[spec.id] = revision
+        log.info("camera %s: starting %s", spec.id, w.plan.model_dump_json(), extra={"camera_id": spec.id})
+        w.start()
+
+    def _retire(self, cid: str, reason: str, publish: bool = True) -> None:
+        w = self.workers.pop(cid)
+        self._revision.pop(cid, None)
+        if w.alive:
+            w.stop(reason)
+            if not w.join(5.0):
+                log.warning("camera %s did not stop within 5 s", cid, extra={"camera_id": cid})
+        metrics.forget(cid)
+
+    def publish_status(self) -> None:
+        for w in list(self.workers.values()):
+            try:
+                self.sink.status(w.snapshot())
+            except Exception:
+                log.warning("status publish failed", exc_info=True, extra={"camera_id": w.plan.camera_id})
+
+    def stop_all(self, timeout_s: float = 5.0) -> None:
+        for w in self.workers.values():
+            w.stop("ingest stopping")
+        deadline = time.monotonic() + timeout_s
+        for cid, w in self.workers.items():
+            if not w.join(max(0.0, deadline - time.monotonic())):
+                log.warning("camera %s still busy at shutdown", cid, extra={"camera_id": cid})
+        self.workers.clear()

@@ -1,0 +1,142 @@
+"""Opening a source with PyAV and iterating its decoded video frames, in order, with media time.
+
+Frames come out undecorated (`av.VideoFrame`): nothing is converted to RGB here, so frames
+that sampling or gating discard cost only their decode.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import av.error
+
+from configs.settings import IngestConfig
+from ingest.urls import PROTOCOLS, ResolvedSource
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(Exception):
+    """Opening or reading failed. `permanent` errors are not retried (bad file, wrong credentials)."""
+
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+@dataclass
+class Decoded:
+    frame: av.VideoFrame
+    pts_s: float
+    keyframe: bool
+    index: int  # n-th decoded frame of this session, from 0
+
+
+class VideoSource:
+    """One opened container. Iterate `frames()`; close when done. Not thread-safe."""
+
+    def __init__(self, src: ResolvedSource, cfg: IngestConfig, *, keyframes_only: bool = False) -> None:
+        self.src = src
+        self.live = src.kind in ("rtsp", "webcam")
+        self._container = _open(src, cfg)
+        streams = self._container.streams.video
+        if not streams:
+            self._container.close()
+            raise SourceError("no video stream in the source", permanent=True)
+        self.stream = streams[0]
+        self.stream.thread_type = "AUTO"  # frame threads: decode uses both cores
+        if keyframes_only:
+            # The decoder drops non-key frames itself: no decode cost for them at all.
+            self.stream.codec_context.skip_frame = "NONKEY"
+        if src.kind == "http" and self._container.duration is None:
+            self.live = True  # an endless HTTP stream behaves like a camera
+        self.time_base = self.stream.time_base
+        self.nominal_fps = float(self.stream.average_rate or self.stream.guessed_rate or 0) or None
+        self.last_progress = time.monotonic()
+        self._stall_s = cfg.read_timeout_s * 2
+
+    def frames(self) -> Iterator[Decoded]:
+        """Decoded frames in decode order; raises SourceError on read errors and decode stalls."""
+        index = 0
+        last_pts = -1.0
+        try:
+            for packet in self._container.demux(self.stream):
+                now = time.monotonic()
+                if now - self.last_progress > self._stall_s:
+                    # Packets arrive but nothing decodes (garbage, missing keyframes).
+                    raise SourceError(
+                        f"no decodable frame for {now - self.last_progress:.1f}s", permanent=False
+                    )
+                for frame in packet.decode():
+                    pts_s = self._pts_seconds(frame, last_pts)
+                    last_pts = pts_s
+                    self.last_progress = time.monotonic()
+                    yield Decoded(frame, pts_s, bool(frame.key_frame), index)
+                    index += 1
+        except av.error.ExitError:
+            raise SourceError("read timed out (no data from the source)", permanent=False) from None
+        except av.error.FFmpegError as exc:
+            # A truncated file or a broken stream: the frames so far were good.
+            raise SourceError(f"read error: {_ffmpeg_reason(exc)}", permanent=not self.live) from None
+
+    def _pts_seconds(self, frame: av.VideoFrame, last: float) -> float:
+        if frame.pts is not None and self.time_base is not None:
+            return float(frame.pts * self.time_base)
+        if frame.time is not None:
+            return float(frame.time)
+        step = 1.0 / self.nominal_fps if self.nominal_fps else 0.04
+        return last + step if last >= 0 else 0.0
+
+    def close(self) -> None:
+        try:
+            self._container.close()
+        except av.error.FFmpegError:  # pragma: no cover - closing a broken stream
+            log.debug("close failed", exc_info=True)
+
+
+def _open(src: ResolvedSource, cfg: IngestConfig) -> Any:
+    options: dict[str, str] = {"protocol_whitelist": PROTOCOLS[src.kind]}
+    kwargs: dict[str, Any] = {"timeout": (cfg.open_timeout_s, cfg.read_timeout_s)}
+    if src.kind == "rtsp":
+        # TCP survives NAT and packet loss; a small probe makes the first frame come fast.
+        options.update(rtsp_transport="tcp", probesize="500000", analyzeduration="500000")
+    elif src.kind == "http":
+        options.update(reconnect="0", probesize="1000000", analyzeduration="1000000")
+    elif src.kind == "webcam":
+        kwargs["format"] = "v4l2"
+    try:
+        return av.open(src.target, options=options, **kwargs)
+    except av.error.FFmpegError as exc:
+        raise classify_open_error(exc, src) from None
+    except OSError as exc:
+        raise SourceError(f"cannot open: {exc.strerror or exc}", permanent=src.kind == "file") from None
+
+
+def classify_open_error(exc: Exception, src: ResolvedSource) -> SourceError:
+    reason = _ffmpeg_reason(exc)
+    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+        return SourceError(f"unauthorized: check the camera's credentials ({reason})", permanent=True)
+    if isinstance(exc, av.error.ExitError):
+        return SourceError(f"open timed out after {reason}", permanent=src.kind == "file")
+    if src.kind == "file":
+        if isinstance(exc, av.error.InvalidDataError):
+            return SourceError(
+                f"not a readable video file (invalid or truncated data): {reason}", permanent=True
+            )
+        return SourceError(f"cannot open file: {reason}", permanent=True)
+    if isinstance(exc, av.error.ConnectionRefusedError):
+        return SourceError(f"connection refused by {src.display}", permanent=False)
+    if isinstance(exc, av.error.HTTPNotFoundError):
+        return SourceError(f"stream not found (404) at {src.display}", permanent=False)
+    return SourceError(f"cannot open {src.display}: {reason}", permanent=False)
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    strerror = getattr(exc, "strerror", None)
+    return str(strerror or exc).splitlines()[0][:300]

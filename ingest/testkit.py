@@ -1,0 +1,90 @@
+"""Test helpers for ingest on a real broker: run the service in a thread, register cameras, read topics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from bus.contracts import CameraSpec, ControlMessage, FrameMeta, StatusUpdate
+from bus.kafka import Producer, decode_frame, ensure_topics
+from bus.topics import Topics
+from configs import Settings
+
+
+@contextmanager
+def running_ingest(settings: Settings) -> Iterator[threading.Event]:
+    """`ingest.service.run` in a thread; asserts it returns 0 soon after stop is set."""
+    from ingest.service import run
+
+    stop = threading.Event()
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(run(settings, stop)), daemon=True)
+    t.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        t.join(20)
+    assert not t.is_alive(), "ingest did not stop within 20 s"
+    assert result == [0]
+
+
+def register(bootstrap: str, topics: Topics, spec: CameraSpec | None = None, *, delete: str = "") -> None:
+    ensure_topics(bootstrap, topics.all(), 3)
+    p = Producer(bootstrap)
+    if delete:
+        msg = ControlMessage(op="delete", kind="camera", id=delete)
+    else:
+        assert spec is not None
+        msg = ControlMessage(op="upsert", kind="camera", id=spec.id, camera=spec)
+    p.send(topics.control, msg.key, msg)
+    p.flush()
+    p.close()
+
+
+class TopicReader:
+    """A group-less reader of every partition of a topic from the beginning."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        ensure_topics(bootstrap, [topic], 3)
+        self.c = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
+        deadline = time.monotonic() + 10
+        while not (parts := self.c.partitions_for_topic(topic)):
+            assert time.monotonic() < deadline, f"no partitions for {topic}"
+            time.sleep(0.05)
+        tps = [TopicPartition(topic, p) for p in parts]
+        self.c.assign(tps)
+        self.c.seek_to_beginning(*tps)
+
+    def records(self, timeout_ms: int = 200) -> list[Any]:
+        out = []
+        for recs in self.c.poll(timeout_ms=timeout_ms).values():
+            out.extend(recs)
+        return out
+
+    def close(self) -> None:
+        self.c.close()
+
+
+def collect_until(reader: TopicReader, done: Callable[[list[Any]], bool], timeout_s: float) -> list[Any]:
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not done(got):
+        got.extend(reader.records())
+    return got
+
+
+def frames_of(records: list[Any]) -> list[tuple[FrameMeta, bytes]]:
+    return [decode_frame(r) for r in records]
+
+
+def statuses(records: list[Any]) -> list[StatusUpdate]:
+    return [StatusUpdate.model_validate_json(r.value) for r in records]

@@ -1,0 +1,131 @@
+"""Which sources may be opened: allowed URL schemes and local media directories.
+
+FFmpeg understands many pseudo-protocols (`concat:`, `subfile:`, `data:`, `file:` on any
+path, HLS playlists that point at local files). A camera URL comes from a user, so every
+URL is checked here before FFmpeg sees it, and FFmpeg is told which protocols it may use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from configs.settings import IngestConfig
+
+SourceKind = Literal["file", "rtsp", "http", "webcam"]
+
+# What FFmpeg may touch for each kind of source (its `protocol_whitelist`).
+PROTOCOLS: dict[SourceKind, str] = {
+    "file": "file",
+    "rtsp": "rtsp,rtsps,rtp,srtp,tcp,udp,tls",
+    "http": "http,https,tcp,tls,crypto,httpproxy",
+    "webcam": "file",
+}
+
+
+class SourceRefused(ValueError):
+    """A URL that configuration does not allow; the message says why, for the status reason."""
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    kind: SourceKind
+    target: str  # what is passed to FFmpeg
+    display: str  # the URL with any password removed, for logs and status
+
+
+def redact(url: str) -> str:
+    """The URL without its password: rtsp://user:***@host/path."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def resolve(url: str, cfg: IngestConfig) -> ResolvedSource:
+    """Check `url` against the allowed schemes and media dirs; raise SourceRefused if not allowed."""
+    url = url.strip()
+    if not url:
+        raise SourceRefused("empty url")
+    display = redact(url)
+    if "\x00" in url or "\n" in url:
+        raise SourceRefused("url contains control characters")
+    scheme = _scheme(url)
+    if scheme not in {s.lower() for s in cfg.allowed_schemes}:
+        allowed = ", ".join(cfg.allowed_schemes) or "none"
+        raise SourceRefused(f"scheme {scheme!r} is not allowed (allowed: {allowed})")
+    if scheme == "file":
+        path = _local_path(url)
+        return ResolvedSource("file", str(_check_file(path, cfg)), display)
+    if scheme in ("rtsp", "rtsps"):
+        _need_host(url, scheme)
+        return ResolvedSource("rtsp", url, display)
+    if scheme in ("http", "https"):
+        _need_host(url, scheme)
+        return ResolvedSource("http", url, display)
+    if scheme == "webcam":
+        return ResolvedSource("webcam", _webcam_device(url), display)
+    raise SourceRefused(f"scheme {scheme!r} is not supported by ingest")
+
+
+def _scheme(url: str) -> str:
+    if url.startswith("/") or url.startswith("."):
+        return "file"
+    head, sep, _ = url.partition(":")
+    if not sep:
+        return "file"  # a relative path
+    # "C:" style or "clip:01.mp4" both count as a scheme: FFmpeg would read them as protocols.
+    return head.lower()
+
+
+def _local_path(url: str) -> Path:
+    if url.lower().startswith("file://"):
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise SourceRefused(f"file url with a remote host {parts.netloc!r} is not allowed")
+        return Path(parts.path)
+    if url.lower().startswith("file:"):
+        return Path(url[5:])
+    return Path(url)
+
+
+def _check_file(path: Path, cfg: IngestConfig) -> Path:
+    real = Path(os.path.realpath(path))  # symlinks resolved: a link cannot escape the media dirs
+    if cfg.media_dirs:
+        roots = [Path(os.path.realpath(d)) for d in cfg.media_dirs]
+        if not any(real == r or r in real.parents for r in roots):
+            raise SourceRefused(
+                f"{path} is outside the allowed media directories ({', '.join(cfg.media_dirs)})"
+            )
+    if not real.exists():
+        raise SourceRefused(f"file not found: {path}")
+    if not real.is_file():
+        raise SourceRefused(f"not a regular file: {path}")
+    return real
+
+
+def _need_host(url: str, scheme: str) -> None:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError as exc:
+        raise SourceRefused(f"malformed {scheme} url: {exc}") from None
+    if not host:
+        raise SourceRefused(f"{scheme} url without a host")
+
+
+def _webcam_device(url: str) -> str:
+    rest = url.split(":", 1)[1].lstrip("/")
+    device = f"/dev/video{rest}" if rest.isdigit() else "/" + rest
+    if not device.startswith("/dev/video"):
+        raise SourceRefused(f"webcam device must be /dev/videoN, got {device}")
+    return device
