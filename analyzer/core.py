@@ -43,12 +43,19 @@ class Outputs:
         self.summaries += other.summaries
 
 
+class EngineUnavailable(Exception):
+    """The engine failed in a way worth retrying later: the frame must be processed again, not skipped."""
+
+
 @dataclass
-class CameraCursor:
-    """The last frame whose grounding outputs were produced; frames at or before it are not re-asked."""
+class Cursor:
+    """The last frame a (camera, query) was answered for; frames at or before it are not asked again."""
 
     session: str = ""
     frame_id: int = -1
+
+    def covers(self, meta: FrameMeta) -> bool:
+        return self.session == meta.source_session and meta.frame_id <= self.frame_id
 
 
 class FrameProcessor:
@@ -66,7 +73,7 @@ class FrameProcessor:
         self.trackers: dict[Key, Tracker] = {}
         self.windowers: dict[Key, Windower] = {}
         self.last_call: dict[Key, tuple[str, float]] = {}
-        self.cursors: dict[str, CameraCursor] = {}
+        self.cursors: dict[Key, Cursor] = {}
         self.counters: Counter[str] = Counter()
         self.refused: dict[str, str] = {}  # query_id -> why the engine refused it
         self._sem = asyncio.Semaphore(config.max_concurrency)
@@ -104,14 +111,12 @@ class FrameProcessor:
                     )
             return out
         frame: Frame | None = None
-        cursor = self.cursors.setdefault(meta.camera_id, CameraCursor())
-        seen = cursor.session == meta.source_session and meta.frame_id <= cursor.frame_id
         tasks = []
         for q in queries:
             if q.kind == "summary":
                 for window in self._windower(q, meta).add(meta, jpeg, offset):
                     tasks.append(self._summarize(q, meta.camera_id, window))
-            elif seen:
+            elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
                 self.counters["skipped_already_processed"] += 1
             elif self._due(q, meta):
                 frame = frame or Frame.from_jpeg(
@@ -126,20 +131,19 @@ class FrameProcessor:
                 self.counters["skipped_interval"] += 1
                 tracker = self.tracker((meta.camera_id, q.id))
                 out.events += self._events(q, meta, tracker.expire(meta.pts_s, meta.frame_id, meta.wall_ts))
-        for result in await asyncio.gather(*tasks):
-            out.extend(result)
-        if not seen:
-            cursor.session, cursor.frame_id = meta.source_session, meta.frame_id
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:  # outputs of the queries that succeeded are kept even if another failed
+            if isinstance(result, Outputs):
+                out.extend(result)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
         return out
 
     def _due(self, q: QuerySpec, meta: FrameMeta) -> bool:
         interval = q.interval_s if q.interval_s is not None else self.config.interval_s
-        key = (meta.camera_id, q.id)
-        last = self.last_call.get(key)
-        if last is None or last[0] != meta.source_session or meta.pts_s - last[1] >= interval - 1e-6:
-            self.last_call[key] = (meta.source_session, meta.pts_s)
-            return True
-        return False
+        last = self.last_call.get((meta.camera_id, q.id))
+        return last is None or last[0] != meta.source_session or meta.pts_s - last[1] >= interval - 1e-6
 
     async def _ground(self, q: QuerySpec, meta: FrameMeta, frame: Frame, jpeg: bytes) -> Outputs:
         key = (meta.camera_id, q.id)
@@ -157,8 +161,12 @@ class FrameProcessor:
         except EngineError as exc:
             self.counters["engine_errors"] += 1
             log.warning("engine error: %s", exc, extra={"query_id": q.id, "camera_id": meta.camera_id})
+            if exc.retryable:
+                raise EngineUnavailable(str(exc)) from exc
             return Outputs()
         self.counters["engine_calls"] += 1
+        self.last_call[key] = (meta.source_session, meta.pts_s)
+        self.cursors[key] = Cursor(meta.source_session, meta.frame_id)
         sx, sy = meta.width / meta.encoded_width, meta.height / meta.encoded_height
         dets = [
             Detection(
@@ -259,6 +267,8 @@ class FrameProcessor:
         except EngineError as exc:
             self.counters["engine_errors"] += 1
             log.warning("summary failed: %s", exc, extra={"query_id": q.id, "camera_id": camera_id})
+            if exc.retryable:
+                raise EngineUnavailable(str(exc)) from exc
             return Outputs()
         self.counters["summaries"] += 1
         ws, we = window.start_s, window.end_s
@@ -328,22 +338,35 @@ class FrameProcessor:
         out.extend(self.close(camera_id=camera_id, reason="end of stream", wall=wall))
         return out
 
-    def oldest_open_offset(self) -> int | None:
-        offsets = [o for w in self.windowers.values() if (o := w.oldest_offset()) is not None]
+    def oldest_open_offset(self, camera_id: str) -> int | None:
+        """Offset of the oldest frame still held in an open summary window: commits must not pass it."""
+        offsets = [
+            o
+            for (cam, _), w in self.windowers.items()
+            if cam == camera_id and (o := w.oldest_offset()) is not None
+        ]
         return min(offsets) if offsets else None
+
+    def forget_camera(self, camera_id: str) -> None:
+        """Drop a camera's in-memory state (its partition moved to another worker)."""
+        for table in (self.trackers, self.windowers, self.last_call, self.cursors):
+            for key in [k for k in table if k[0] == camera_id]:
+                del table[key]
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def camera_state(self, camera_id: str) -> dict[str, Any]:
-        cur = self.cursors.get(camera_id, CameraCursor())
         return {
-            "cursor": [cur.session, cur.frame_id],
+            "cursors": {
+                qid: [c.session, c.frame_id] for (cam, qid), c in self.cursors.items() if cam == camera_id
+            },
             "trackers": {qid: t.to_state() for (cam, qid), t in self.trackers.items() if cam == camera_id},
             "last_call": {qid: list(v) for (cam, qid), v in self.last_call.items() if cam == camera_id},
         }
 
     def load_camera_state(self, camera_id: str, state: dict[str, Any]) -> None:
-        session, frame_id = state.get("cursor", ["", -1])
-        self.cursors[camera_id] = CameraCursor(session, int(frame_id))
+        self.forget_camera(camera_id)
+        for qid, (session, frame_id) in state.get("cursors", {}).items():
+            self.cursors[(camera_id, qid)] = Cursor(session, int(frame_id))
         for qid, ts in state.get("trackers", {}).items():
             self.tracker((camera_id, qid)).load_state(ts)
         for qid, (sess, pts) in state.get("last_call", {}).items():

@@ -207,6 +207,18 @@ class ControlMessage(Envelope):
         return self
 
 
+class EndOfStream(Envelope):
+    """Sent on the frames topic, in order with the frames, when a source ends or a camera stops."""
+
+    SCHEMA: ClassVar[str] = "sightline.end_of_stream/1"
+
+    camera_id: EntityId
+    source_session: str
+    last_frame_id: int = -1
+    reason: str = "end of stream"
+    ts: datetime = Field(default_factory=utcnow)
+
+
 class DeadLetter(Envelope):
     SCHEMA: ClassVar[str] = "sightline.deadletter/1"
 
@@ -228,5 +240,6 @@ ALL_CONTRACTS: tuple[type[Envelope], ...] = (
     CameraSpec,
     QuerySpec,
     ControlMessage,
+    EndOfStream,
     DeadLetter,
 )

@@ -16,7 +16,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from bus.contracts import DeadLetter, Envelope, FrameMeta
+from bus.contracts import DeadLetter, EndOfStream, Envelope, FrameMeta
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Envelope)
@@ -77,9 +77,10 @@ class Producer:
             max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
         )
 
-    def send(self, topic: str, key: str | None, msg: Envelope) -> Any:
+    def send(self, topic: str, key: str | None, msg: Envelope, partition: int | None = None) -> Any:
         return self._p.send(
             topic,
+            partition=partition,
             key=key.encode() if key is not None else None,
             value=msg.to_json(),
             headers=[(SCHEMA_HEADER, msg.SCHEMA.encode())],
@@ -93,10 +94,24 @@ class Producer:
             headers=[(SCHEMA_HEADER, meta.SCHEMA.encode()), (META_HEADER, meta.to_json())],
         )
 
+    def send_end_of_stream(self, topic: str, eos: EndOfStream) -> Any:
+        """Mark, in order with a camera's frames, that its source ended (tracks end, windows flush)."""
+        return self._p.send(
+            topic,
+            key=eos.camera_id.encode(),
+            value=b"",
+            headers=[(SCHEMA_HEADER, eos.SCHEMA.encode()), (META_HEADER, eos.to_json())],
+        )
+
     def send_raw(
-        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+        partition: int | None = None,
     ) -> Any:
-        return self._p.send(topic, key=key, value=value, headers=list(headers))
+        return self._p.send(topic, key=key, value=value, headers=list(headers), partition=partition)
 
     def flush(self, timeout_s: float | None = 30.0) -> None:
         self._p.flush(timeout=timeout_s)
@@ -158,6 +173,17 @@ def decode(record: ConsumerRecord, model: type[M]) -> M:
         return model.model_validate_json(record.value)
     except ValueError as exc:
         raise PoisonMessage(f"not a valid {model.SCHEMA}: {_short(exc)}") from None
+
+
+def decode_end_of_stream(record: ConsumerRecord) -> EndOfStream | None:
+    """The EndOfStream a frames-topic record carries, or None for an ordinary frame."""
+    if header(record, SCHEMA_HEADER) != EndOfStream.SCHEMA.encode():
+        return None
+    raw = header(record, META_HEADER) or b""
+    try:
+        return EndOfStream.model_validate_json(raw)
+    except ValueError as exc:
+        raise PoisonMessage(f"bad end-of-stream marker: {_short(exc)}") from None
 
 
 def decode_frame(record: ConsumerRecord) -> tuple[FrameMeta, bytes]:

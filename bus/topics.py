@@ -15,10 +15,11 @@ class Topics:
     summaries: str
     status: str
     deadletter: str
+    analyzer_state: str  # the analyzer's tracker checkpoints, keyed by camera (compacted in production)
 
     @classmethod
     def from_config(cls, bus: BusConfig) -> Topics:
         return cls(**{kind: bus.topic(kind) for kind in cls.__dataclass_fields__})
 
     def all(self) -> list[str]:
-        return [self.control, self.frames, self.detections, self.summaries, self.status, self.deadletter]
+        return [getattr(self, name) for name in self.__dataclass_fields__]

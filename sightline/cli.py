@@ -75,7 +75,10 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(f"  - {line}")
         return 1
-    print(f"{args.file}: ok (engine: {s.engine.type}, bus: {s.bus.bootstrap or 'embedded'}, store: {s.store_url})")
+    print(
+        f"{args.file}: ok (engine: {s.engine.type}, bus: {s.bus.bootstrap or 'embedded'}, "
+        f"store: {s.store_url})"
+    )
     return 0
 
 
@@ -121,14 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    up = verb("up", cmd_up, "run everything in one process tree: embedded broker, ingest, analyzer, sink, API")
+    up = verb(
+        "up", cmd_up, "run everything in one process tree: embedded broker, ingest, analyzer, sink, API"
+    )
     up.add_argument("--host", help="API/dashboard address (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="API/dashboard port (default 8000)")
     up.add_argument("--data-dir", help="where the store and snapshots live (default ./data)")
     up.add_argument("--no-sample", action="store_true", help="do not register the bundled sample camera")
-    verb("ingest", _run_process("ingest.service:run", "ingest"), "decode cameras and files into the frames topic")
-    verb("analyze", _run_process("analyzer.service:run", "analyzer"), "ask the engine about frames; emit events")
-    verb("sink", _run_process("sinks.service:run", "sink"), "write events, summaries and status into the store")
+    verb(
+        "ingest",
+        _run_process("ingest.service:run", "ingest"),
+        "decode cameras and files into the frames topic",
+    )
+    verb(
+        "analyze",
+        _run_process("analyzer.service:run", "analyzer"),
+        "ask the engine about frames; emit events",
+    )
+    verb(
+        "sink", _run_process("sinks.service:run", "sink"), "write events, summaries and status into the store"
+    )
     serve = verb("serve", cmd_serve, "serve the REST API and the dashboard")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)

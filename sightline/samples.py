@@ -120,8 +120,13 @@ def sample_video(data_dir: str | Path) -> Path:
     target = Path(data_dir) / "samples" / "sample.mp4"
     if not target.exists():
         generate_clip(
-            target, duration_s=30, fps=10, size=(768, 576),
-            figures=[Figure((40, 40, 200), 2, 14, (0.1, 0.6), (0.9, 0.55)),
-                     Figure((200, 80, 40), 10, 26, (0.85, 0.5), (0.2, 0.6))],
+            target,
+            duration_s=30,
+            fps=10,
+            size=(768, 576),
+            figures=[
+                Figure((40, 40, 200), 2, 14, (0.1, 0.6), (0.9, 0.55)),
+                Figure((200, 80, 40), 10, 26, (0.85, 0.5), (0.2, 0.6)),
+            ],
         )
     return target

@@ -1,0 +1,239 @@
+"""`sightline analyze`: a worker in the analyzer consumer group on the frames topic.
+
+Per poll batch: process each camera's frames in order (cameras concurrently),
+produce events, summaries and tracker checkpoints, flush, and only then commit.
+A crash anywhere before the commit replays the batch; ids are deterministic and
+checkpoints let the next owner skip what was already answered, so the store ends
+with the same events either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from typing import Any, Literal
+
+from kafka import ConsumerRebalanceListener
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from analyzer import checkpoints
+from analyzer.core import EngineUnavailable, FrameProcessor, Outputs
+from analyzer.snapshots import SnapshotWriter
+from bus.contracts import ControlMessage, StatusUpdate
+from bus.control import ControlFollower, ControlState
+from bus.kafka import (
+    PoisonMessage,
+    Producer,
+    dead_letter,
+    decode_end_of_stream,
+    decode_frame,
+    ensure_topics,
+    make_consumer,
+)
+from bus.process import require_bootstrap, worker_id
+from bus.topics import Topics
+from configs.settings import Settings
+from glm45v_engine import load_engine
+
+log = logging.getLogger(__name__)
+STATUS_EVERY_S = 5.0
+MAX_BACKOFF_S = 30.0
+
+
+class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self.settings, self.stop = settings, stop
+        self.bootstrap = require_bootstrap(settings)
+        self.topics = Topics.from_config(settings.bus)
+        self.worker = worker_id("analyzer", None)
+        self.control = ControlState()
+        self.control_inbox: queue.Queue[ControlMessage] = queue.Queue()
+        self.engine = load_engine(settings.engine)
+        self.processor = FrameProcessor(
+            self.engine, settings.analyzer, self.control, snapshots=SnapshotWriter(settings.data_dir)
+        )
+        self.producer = Producer(self.bootstrap, client_id=self.worker)
+        self.camera_partition: dict[str, int] = {}
+        self.backoff_s = 0.0
+        self.loop = asyncio.new_event_loop()
+        self._last_status = 0.0
+        self.consumer: Any = None
+
+    # ---- rebalance ---------------------------------------------------------------------------
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in revoked if tp.topic == self.topics.frames}
+        for cam in [c for c, p in self.camera_partition.items() if p in gone]:
+            self.processor.forget_camera(cam)
+            del self.camera_partition[cam]
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        parts = [tp.partition for tp in assigned if tp.topic == self.topics.frames]
+        states = checkpoints.restore(self.bootstrap, self.producer, self.topics.analyzer_state, parts)
+        for cam, state in states.items():
+            self.processor.load_camera_state(cam, state)
+        log.info("assigned partitions %s; restored %d camera checkpoints", parts, len(states))
+
+    # ---- main loop ---------------------------------------------------------------------------
+    def run(self) -> int:
+        ensure_topics(
+            self.bootstrap, self.topics.all(), self.settings.bus.partitions, self.settings.bus.replication
+        )
+        follower = ControlFollower(self.bootstrap, self.topics.control, self.control_inbox.put).start()
+        self.consumer = make_consumer(
+            self.bootstrap, [], self.settings.analyzer.group_id, client_id=self.worker, max_poll_records=32
+        )
+        self.consumer.subscribe([self.topics.frames], listener=self)
+        self._status("running")
+        try:
+            while not self.stop.is_set():
+                self._drain_control()
+                batch = self.consumer.poll(timeout_ms=200)
+                records = sorted(
+                    (r for rs in batch.values() for r in rs), key=lambda r: (r.partition, r.offset)
+                )
+                if records:
+                    self.loop.run_until_complete(self._handle(records))
+                self._maybe_status()
+            return 0
+        except Exception as exc:
+            log.exception("analyzer worker failed")
+            self._status("failed", reason=f"{type(exc).__name__}: {exc}")
+            return 1
+        finally:
+            follower.stop()
+            self._status("stopped")
+            self.consumer.close()
+            self.loop.run_until_complete(self.engine.aclose())
+            self.producer.flush()
+            self.producer.close()
+            self.loop.close()
+
+    def _drain_control(self) -> None:
+        out = Outputs()
+        while True:
+            try:
+                msg = self.control_inbox.get_nowait()
+            except queue.Empty:
+                break
+            before = self.control.queries.get(msg.id) if msg.kind == "query" else None
+            self.control.apply(msg)
+            if (
+                msg.kind == "query"
+                and before
+                and not (msg.query and msg.query.enabled and msg.op == "upsert")
+            ):
+                out.extend(self.processor.close(query_id=msg.id, reason="query removed"))
+            elif msg.kind == "camera" and (msg.op == "delete" or (msg.camera and not msg.camera.enabled)):
+                out.extend(self.processor.close(camera_id=msg.id, reason="camera stopped"))
+        self._produce(out, {})
+
+    async def _handle(self, records: list[ConsumerRecord]) -> None:
+        by_camera: dict[tuple[int, str], list[ConsumerRecord]] = defaultdict(list)
+        for r in records:
+            by_camera[(r.partition, (r.key or b"").decode("utf-8", "replace"))].append(r)
+        out, failed = Outputs(), dict[int, int]()
+        touched: dict[str, int] = {}
+
+        async def one_camera(recs: list[ConsumerRecord]) -> None:
+            for r in recs:
+                try:
+                    result = await self._one(r, touched)
+                except EngineUnavailable as exc:
+                    failed[r.partition] = min(failed.get(r.partition, r.offset), r.offset)
+                    log.warning("engine unavailable, will retry from offset %d: %s", r.offset, exc)
+                    return
+                out.extend(result)
+
+        await asyncio.gather(*(one_camera(recs) for recs in by_camera.values()))
+        self._produce(out, touched)
+        self._commit(records, failed)
+        if failed:
+            self.backoff_s = min(MAX_BACKOFF_S, max(0.5, self.backoff_s * 2))
+            self._status("running", reason=f"engine unavailable; retrying in {self.backoff_s:.1f}s")
+            self.stop.wait(self.backoff_s)
+        else:
+            self.backoff_s = 0.0
+
+    async def _one(self, r: ConsumerRecord, touched: dict[str, int]) -> Outputs:
+        eos = decode_end_of_stream(r)
+        if eos is not None:
+            touched[eos.camera_id] = r.partition
+            return await self.processor.finish(eos.camera_id, wall=eos.ts)
+        try:
+            meta, jpeg = decode_frame(r)
+        except PoisonMessage as exc:
+            dead_letter(self.producer, self.topics.deadletter, r, str(exc), self.worker)
+            return Outputs()
+        self.camera_partition[meta.camera_id] = r.partition
+        touched[meta.camera_id] = r.partition
+        return await self.processor.process(meta, jpeg, r.offset)
+
+    def _produce(self, out: Outputs, touched: dict[str, int]) -> None:
+        for e in out.events:
+            self.producer.send(self.topics.detections, e.camera_id, e)
+        for s in out.summaries:
+            self.producer.send(self.topics.summaries, s.camera_id, s)
+        for cam, partition in touched.items():
+            checkpoints.write(
+                self.producer, self.topics.analyzer_state, partition, cam, self.processor.camera_state(cam)
+            )
+        self.producer.flush()
+
+    def _commit(self, records: list[ConsumerRecord], failed: dict[int, int]) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            nxt = failed.get(r.partition, r.offset + 1)
+            for cam, p in self.camera_partition.items():  # never commit past a frame an open window holds
+                held = self.processor.oldest_open_offset(cam) if p == r.partition else None
+                if held is not None:
+                    nxt = min(nxt, held)
+            offsets[tp] = OffsetAndMetadata(nxt, "", -1)
+        if offsets:
+            self.consumer.commit(offsets)
+        for p, offset in failed.items():
+            self.consumer.seek(TopicPartition(self.topics.frames, p), offset)
+
+    def _maybe_status(self) -> None:
+        if time.monotonic() - self._last_status >= STATUS_EVERY_S:
+            self._status("running")
+
+    def _status(self, state: Literal["running", "stopped", "failed"], reason: str = "") -> None:
+        self._last_status = time.monotonic()
+        c, st = self.processor.counters, self.engine.stats
+        counters = {
+            **{k: float(v) for k, v in c.items()},
+            "engine_tokens_in": float(st.tokens_in),
+            "engine_tokens_out": float(st.tokens_out),
+            "engine_cost": st.cost,
+            "engine_latency_ms_total": st.latency_ms_total,
+            "engine_calls_total": float(st.calls),
+        }
+        drops = {k.removeprefix("skipped_"): int(v) for k, v in c.items() if k.startswith("skipped_")}
+        if self.processor.refused:
+            reason = reason or "; ".join(sorted(set(self.processor.refused.values())))[:500]
+        try:
+            self.producer.send(
+                self.topics.status,
+                self.worker,
+                StatusUpdate(
+                    component="analyzer",
+                    id=self.worker,
+                    worker=self.worker,
+                    state=state,
+                    reason=reason,
+                    drops=drops,
+                    counters=counters,
+                ),
+            )
+        except Exception:  # status is best effort; the work is what matters
+            log.warning("status not sent", exc_info=True)
+
+
+def run(settings: Settings, stop: threading.Event) -> int:
+    return AnalyzerWorker(settings, stop).run()
