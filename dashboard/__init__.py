@@ -1,0 +1,1 @@
+"""FastAPI control plane and dashboard: REST API, live feeds, auth, metrics and the page."""

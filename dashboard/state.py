@@ -1,0 +1,58 @@
+"""What the app shares between requests: settings, the store and (when a broker is set) a producer."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from bus.contracts import ControlMessage
+from bus.topics import Topics
+from configs import Settings
+from sinks.store import Store
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: Store
+    topics: Topics
+    _producer: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def producer(self) -> Any:
+        """The control-topic producer, created on first write so reads never need a broker."""
+        bootstrap = self.settings.bus.bootstrap
+        if not bootstrap:
+            raise HTTPException(
+                503,
+                "writes need a Kafka broker: this API was started without bus.bootstrap "
+                "(set SIGHTLINE_BUS__BOOTSTRAP or use `sightline up`); reads still work",
+            )
+        with self._lock:
+            if self._producer is None:
+                from bus.kafka import Producer
+
+                self._producer = Producer(bootstrap, client_id="sightline-api")
+            return self._producer
+
+    def publish_control(self, msg: ControlMessage) -> None:
+        """Control topic first (the source of truth others follow), then the store for read-your-writes."""
+        producer = self.producer()
+        try:
+            producer.send(self.topics.control, msg.key, msg).get(timeout=10)
+        except Exception as exc:
+            raise HTTPException(503, f"the broker did not accept the change: {type(exc).__name__}") from None
+        self.store.write([msg])
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+        self.store.close()
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.sightline
+    return state

@@ -1,0 +1,160 @@
+"""`sightline sink`: topics → store (→ webhooks / MQTT), at-least-once, idempotent.
+
+The loop: poll a batch, decode each record (poison → dead-letter topic), upsert the good
+ones in one transaction, flush the dead letters, and only then commit the offsets. A store
+outage stops progress (nothing is committed) but never loses or dead-letters a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from kafka.consumer.fetcher import ConsumerRecord
+from sqlalchemy.exc import SQLAlchemyError
+
+from bus.contracts import ControlMessage, Envelope, ObjectEvent, StatusUpdate, Summary
+from bus.kafka import (
+    PoisonMessage,
+    Producer,
+    commit,
+    dead_letter,
+    decode,
+    ensure_topics,
+    make_consumer,
+    wait_for_broker,
+)
+from bus.process import State, require_bootstrap, worker_id
+from bus.topics import Topics
+from configs import Settings
+from sinks.store import Message, Store
+
+log = logging.getLogger(__name__)
+RETRY_MAX_S = 10.0
+
+
+class Sink:
+    """One consumer's worth of work; `step()` is one poll → write → commit round."""
+
+    def __init__(
+        self,
+        store: Store,
+        consumer: Any,
+        producer: Producer,
+        topics: Topics,
+        worker: str,
+        on_stored: Callable[[Sequence[Message]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.consumer = consumer
+        self.producer = producer
+        self.topics = topics
+        self.worker = worker
+        self.on_stored = on_stored
+        self.counters: Counter[str] = Counter()
+        self.state = State.STARTING
+        self._models: dict[str, type[Envelope]] = {
+            topics.detections: ObjectEvent,
+            topics.summaries: Summary,
+            topics.status: StatusUpdate,
+            topics.control: ControlMessage,
+        }
+
+    def step(self, stop: threading.Event, timeout_ms: int = 500) -> int:
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=256)
+        records: list[ConsumerRecord] = [r for batch in polled.values() for r in batch]
+        if not records:
+            return 0
+        good: list[Message] = []
+        poisoned = 0
+        for rec in records:
+            try:
+                good.append(self._decode(rec))
+            except PoisonMessage as exc:
+                dead_letter(self.producer, self.topics.deadletter, rec, str(exc), self.worker)
+                poisoned += 1
+        if good and not self._write(good, stop):
+            return 0  # stopping with the batch unwritten: do not commit, it will be redelivered
+        if poisoned:
+            self.producer.flush()  # dead letters must be durable before their offsets are committed
+            self.counters["dead_lettered"] += poisoned
+        commit(self.consumer, records)
+        self.counters["stored"] += len(good)
+        if good and self.on_stored is not None:
+            self.on_stored(good)
+        return len(records)
+
+    def _decode(self, rec: ConsumerRecord) -> Message:
+        model = self._models.get(rec.topic)
+        if model is None:
+            raise PoisonMessage(f"sink does not handle topic {rec.topic}")
+        if rec.value is None:
+            raise PoisonMessage("empty message value")
+        return cast(Message, decode(rec, model))
+
+    def _write(self, batch: list[Message], stop: threading.Event) -> bool:
+        delay = 0.2
+        while True:
+            try:
+                self.store.write(batch)
+                return True
+            except SQLAlchemyError as exc:
+                self.counters["store_errors"] += 1
+                log.warning("store write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+            if stop.wait(delay):
+                return False
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    def status(self, state: str, reason: str = "") -> StatusUpdate:
+        return StatusUpdate(
+            component="sink",
+            id=self.worker,
+            worker=self.worker,
+            state=state,
+            reason=reason,
+            counters={k: float(v) for k, v in self.counters.items()},
+        )
+
+
+def run(settings: Settings, stop: threading.Event) -> int:
+    bootstrap = require_bootstrap(settings)
+    wait_for_broker(bootstrap)
+    topics = Topics.from_config(settings.bus)
+    ensure_topics(bootstrap, topics.all(), settings.bus.partitions, settings.bus.replication)
+    worker = worker_id("sink")
+    store = Store(settings.store_url)
+    producer = Producer(bootstrap, client_id=worker)
+    consumer = make_consumer(
+        bootstrap,
+        [topics.detections, topics.summaries, topics.status, topics.control],
+        settings.store.group_id,
+        client_id=worker,
+    )
+    sink = Sink(store, consumer, producer, topics, worker)
+    log.info("sink started: store %s, group %s", _safe_url(store), settings.store.group_id)
+    sink.state = State.RUNNING
+    producer.send(topics.status, worker, sink.status("running"))
+    next_heartbeat = time.monotonic() + settings.ingest.heartbeat_s
+    try:
+        while not stop.is_set():
+            sink.step(stop)
+            if time.monotonic() >= next_heartbeat:
+                producer.send(topics.status, worker, sink.status("running"))
+                next_heartbeat = time.monotonic() + settings.ingest.heartbeat_s
+        sink.state = State.STOPPED
+        producer.send(topics.status, worker, sink.status("stopped", "stop requested"))
+        producer.flush(5.0)
+    finally:
+        consumer.close()
+        producer.close()
+        store.close()
+    log.info("sink stopped: %s", dict(sink.counters))
+    return 0
+
+
+def _safe_url(store: Store) -> str:
+    return store.engine.url.render_as_string(hide_password=True)

@@ -1,0 +1,359 @@
+"""The event store: idempotent writes of what the topics carry, and the reads the API needs.
+
+Every write is an upsert keyed by the message's own id, so replaying a topic changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, case, delete, func, or_, select, text
+from sqlalchemy.engine import Engine
+
+from bus.contracts import (
+    CameraSpec,
+    ControlMessage,
+    Envelope,
+    ObjectEvent,
+    QuerySpec,
+    StatusUpdate,
+    Summary,
+    stable_id,
+)
+from sinks import tables as t
+from sinks.db import create_engine, dumps, epoch, insert_for
+
+Message = ObjectEvent | Summary | StatusUpdate | ControlMessage
+
+
+class BadCursor(ValueError):
+    """A pagination cursor that this store did not hand out."""
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    camera_id: str | None = None
+    query_id: str | None = None
+    label: str | None = None
+    phase: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self, q: Select[Any]) -> Select[Any]:
+        c = t.events.c
+        for col, value in ((c.camera_id, self.camera_id), (c.query_id, self.query_id)):
+            if value is not None:
+                q = q.where(col == value)
+        if self.label is not None:
+            q = q.where(c.label == self.label)
+        if self.phase is not None:
+            q = q.where(c.phase == self.phase)
+        if self.since is not None:
+            q = q.where(c.ts >= epoch(self.since))
+        if self.until is not None:
+            q = q.where(c.ts < epoch(self.until))
+        return q
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def track_key(camera_id: str, query_id: str, track_id: str) -> str:
+    return stable_id("track", camera_id, query_id, track_id)
+
+
+class Store:
+    """One database (SQLite file or PostgreSQL); safe to share between threads."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url)
+        if migrate:
+            from sinks.migrate import upgrade
+
+            upgrade(self.engine)
+
+    @classmethod
+    def from_engine(cls, engine: Engine) -> Store:
+        store = cls.__new__(cls)
+        store.url = engine.url.render_as_string()
+        store.engine = engine
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def write(self, messages: Iterable[Message]) -> int:
+        """Upsert a batch in one transaction; returns how many messages it held."""
+        n = 0
+        with self.engine.begin() as conn:
+            for msg in messages:
+                self._write_one(conn, msg)
+                n += 1
+        return n
+
+    def _write_one(self, conn: Connection, msg: Envelope) -> None:
+        if isinstance(msg, ObjectEvent):
+            self._event(conn, msg)
+        elif isinstance(msg, Summary):
+            self._summary(conn, msg)
+        elif isinstance(msg, StatusUpdate):
+            self._status(conn, msg)
+        elif isinstance(msg, ControlMessage):
+            self._control(conn, msg)
+        else:  # pragma: no cover - the type says it cannot happen
+            raise TypeError(f"cannot store {type(msg).__name__}")
+
+    def _event(self, conn: Connection, ev: ObjectEvent) -> None:
+        payload = ev.model_dump(mode="json", by_alias=True)
+        ins = insert_for(self.engine, t.events).values(
+            event_id=ev.event_id,
+            camera_id=ev.camera_id,
+            query_id=ev.query_id,
+            track_id=ev.track_id,
+            phase=ev.phase,
+            label=ev.label,
+            ts=epoch(ev.wall_ts),
+            pts_s=ev.pts_s,
+            score=ev.score,
+            snapshot=ev.snapshot,
+            received_at=time.time(),
+            payload=dumps(payload),
+        )
+        # Same id = same event (ids are deterministic): a replay is a no-op.
+        result = conn.execute(ins.on_conflict_do_nothing(index_elements=["event_id"]))
+        if result.rowcount:
+            self._track(conn, ev)
+
+    def _track(self, conn: Connection, ev: ObjectEvent) -> None:
+        """Fold one event into its track with order-independent min/max, so replays are no-ops."""
+        ts = epoch(ev.wall_ts)
+        end_ts = epoch(ev.closed_at) if ev.phase == "end" and ev.closed_at else ts
+        ins = insert_for(self.engine, t.tracks)
+        row = ins.values(
+            id=track_key(ev.camera_id, ev.query_id, ev.track_id),
+            camera_id=ev.camera_id,
+            query_id=ev.query_id,
+            track_id=ev.track_id,
+            label=ev.label,
+            first_ts=ts,
+            last_ts=max(ts, end_ts),
+            first_pts=ev.pts_s,
+            last_pts=ev.pts_s,
+            ended=ev.phase == "end",
+            best_score=ev.score,
+            start_snapshot=ev.snapshot if ev.phase == "start" else None,
+            best_snapshot=ev.snapshot,
+            last_bbox=dumps(list(ev.bbox)),
+        )
+        c, x = t.tracks.c, ins.excluded
+        better = or_(c.best_score.is_(None), and_(x.best_score.is_not(None), x.best_score > c.best_score))
+        newer = x.last_ts >= c.last_ts
+        conn.execute(
+            row.on_conflict_do_update(
+                index_elements=["id"],
+                set_={
+                    "first_ts": case((x.first_ts < c.first_ts, x.first_ts), else_=c.first_ts),
+                    "last_ts": case((newer, x.last_ts), else_=c.last_ts),
+                    "first_pts": case((x.first_pts < c.first_pts, x.first_pts), else_=c.first_pts),
+                    "last_pts": case((x.last_pts > c.last_pts, x.last_pts), else_=c.last_pts),
+                    "ended": or_(c.ended, x.ended),
+                    "best_score": case((better, x.best_score), else_=c.best_score),
+                    "best_snapshot": case(
+                        (and_(better, x.best_snapshot.is_not(None)), x.best_snapshot),
+                        else_=func.coalesce(c.best_snapshot, x.best_snapshot),
+                    ),
+                    "start_snapshot": func.coalesce(c.start_snapshot, x.start_snapshot),
+                    "last_bbox": case((newer, x.last_bbox), else_=c.last_bbox),
+                },
+            )
+        )
+
+    def _summary(self, conn: Connection, s: Summary) -> None:
+        ins = insert_for(self.engine, t.summaries).values(
+            summary_id=s.summary_id,
+            camera_id=s.camera_id,
+            query_id=s.query_id,
+            start_ts=epoch(s.window_start_wall),
+            end_ts=epoch(s.window_end_wall),
+            payload=dumps(s.model_dump(mode="json", by_alias=True)),
+        )
+        conn.execute(ins.on_conflict_do_nothing(index_elements=["summary_id"]))
+
+    def _status(self, conn: Connection, s: StatusUpdate) -> None:
+        ins = insert_for(self.engine, t.status)
+        row = ins.values(
+            component=s.component,
+            id=s.id,
+            state=s.state,
+            ts=epoch(s.ts),
+            payload=dumps(s.model_dump(mode="json", by_alias=True)),
+        )
+        x = ins.excluded
+        # Only a newer report replaces an older one, whatever order they arrive in.
+        conn.execute(
+            row.on_conflict_do_update(
+                index_elements=["component", "id"],
+                set_={"state": x.state, "ts": x.ts, "payload": x.payload},
+                where=x.ts >= t.status.c.ts,
+            )
+        )
+
+    def _control(self, conn: Connection, m: ControlMessage) -> None:
+        if m.op == "delete":
+            table = t.cameras if m.kind == "camera" else t.queries
+            conn.execute(delete(table).where(table.c.id == m.id))
+        elif m.camera is not None:
+            self._put_camera(conn, m.camera, epoch(m.ts))
+        elif m.query is not None:
+            self._put_query(conn, m.query, epoch(m.ts))
+
+    def _put_camera(self, conn: Connection, cam: CameraSpec, ts: float) -> None:
+        ins = insert_for(self.engine, t.cameras)
+        row = ins.values(id=cam.id, spec=cam.to_json().decode(), enabled=cam.enabled, updated_at=ts)
+        x = ins.excluded
+        conn.execute(
+            row.on_conflict_do_update(
+                index_elements=["id"],
+                set_={"spec": x.spec, "enabled": x.enabled, "updated_at": x.updated_at},
+                where=x.updated_at >= t.cameras.c.updated_at,
+            )
+        )
+
+    def _put_query(self, conn: Connection, q: QuerySpec, ts: float) -> None:
+        ins = insert_for(self.engine, t.queries)
+        row = ins.values(id=q.id, spec=q.to_json().decode(), kind=q.kind, updated_at=ts)
+        x = ins.excluded
+        conn.execute(
+            row.on_conflict_do_update(
+                index_elements=["id"],
+                set_={"spec": x.spec, "kind": x.kind, "updated_at": x.updated_at},
+                where=x.updated_at >= t.queries.c.updated_at,
+            )
+        )
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def events(self, flt: EventFilter, limit: int = 50, cursor: str | None = None) -> Page:
+        """Newest first, keyset-paginated on (ts, seq) so pages stay stable while events arrive."""
+        c = t.events.c
+        q = flt.where(select(c.seq, c.ts, c.payload)).order_by(c.ts.desc(), c.seq.desc()).limit(limit + 1)
+        if cursor:
+            ts, seq = _decode_cursor(cursor)
+            q = q.where(or_(c.ts < ts, and_(c.ts == ts, c.seq < seq)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = _encode_cursor(rows[-1].ts, rows[-1].seq) if more and rows else None
+        return Page([json.loads(r.payload) for r in rows], nxt)
+
+    def events_after(self, seq: int, flt: EventFilter, limit: int = 200) -> list[tuple[int, dict[str, Any]]]:
+        """Events that arrived after `seq` (arrival order), for live feeds."""
+        c = t.events.c
+        q = flt.where(select(c.seq, c.payload)).where(c.seq > seq).order_by(c.seq).limit(limit)
+        with self.engine.connect() as conn:
+            return [(int(r.seq), json.loads(r.payload)) for r in conn.execute(q)]
+
+    def last_seq(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(t.events.c.seq))).scalar()
+        return int(value or 0)
+
+    def summaries(
+        self,
+        camera_id: str | None = None,
+        query_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        c = t.summaries.c
+        q = select(c.payload).order_by(c.start_ts.desc(), c.summary_id).limit(limit)
+        if camera_id is not None:
+            q = q.where(c.camera_id == camera_id)
+        if query_id is not None:
+            q = q.where(c.query_id == query_id)
+        if since is not None:
+            q = q.where(c.end_ts >= epoch(since))
+        if until is not None:
+            q = q.where(c.start_ts < epoch(until))
+        with self.engine.connect() as conn:
+            return [json.loads(r.payload) for r in conn.execute(q)]
+
+    def statuses(self, component: str | None = None) -> list[dict[str, Any]]:
+        q = select(t.status.c.payload).order_by(t.status.c.component, t.status.c.id)
+        if component is not None:
+            q = q.where(t.status.c.component == component)
+        with self.engine.connect() as conn:
+            return [json.loads(r.payload) for r in conn.execute(q)]
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        with self.engine.connect() as conn:
+            for table in (t.cameras, t.queries, t.events, t.tracks, t.summaries, t.status):
+                out[table.name] = int(conn.execute(select(func.count()).select_from(table)).scalar() or 0)
+        return out
+
+    # -- cameras and queries ------------------------------------------------------------------
+
+    def put_camera(self, cam: CameraSpec) -> None:
+        with self.engine.begin() as conn:
+            self._put_camera(conn, cam, time.time())
+
+    def put_query(self, q: QuerySpec) -> None:
+        with self.engine.begin() as conn:
+            self._put_query(conn, q, time.time())
+
+    def delete_entity(self, kind: str, entity_id: str) -> bool:
+        table = t.cameras if kind == "camera" else t.queries
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(table).where(table.c.id == entity_id)).rowcount)
+
+    def cameras(self) -> list[CameraSpec]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.cameras.c.spec).order_by(t.cameras.c.id))
+            return [CameraSpec.model_validate_json(r.spec) for r in rows]
+
+    def camera(self, camera_id: str) -> CameraSpec | None:
+        with self.engine.connect() as conn:
+            spec = conn.execute(select(t.cameras.c.spec).where(t.cameras.c.id == camera_id)).scalar()
+        return CameraSpec.model_validate_json(spec) if spec else None
+
+    def queries(self) -> list[QuerySpec]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.queries.c.spec).order_by(t.queries.c.id))
+            return [QuerySpec.model_validate_json(r.spec) for r in rows]
+
+    def query(self, query_id: str) -> QuerySpec | None:
+        with self.engine.connect() as conn:
+            spec = conn.execute(select(t.queries.c.spec).where(t.queries.c.id == query_id)).scalar()
+        return QuerySpec.model_validate_json(spec) if spec else None
+
+
+def _encode_cursor(ts: float, seq: int) -> str:
+    return base64.urlsafe_b64encode(dumps([ts, seq]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts, seq = json.loads(raw)
+        return float(ts), int(seq)
+    except (ValueError, TypeError) as exc:
+        raise BadCursor("cursor is not one this API returned") from exc

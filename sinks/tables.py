@@ -1,0 +1,108 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations create them; tests may too.
+
+Times are stored as UTC epoch seconds (float): portable between SQLite and PostgreSQL,
+sortable, and cheap to compare. The full message travels in `payload` (JSON text) so the
+API returns exactly what was on the topic.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for the long run.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+cameras = Table(
+    "cameras",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("spec", Text, nullable=False, doc="CameraSpec JSON with the real URL; redacted on the way out"),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+queries = Table(
+    "queries",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True, doc="arrival order, for live feeds"),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("camera_id", String(64), nullable=False),
+    Column("query_id", String(64), nullable=False),
+    Column("track_id", String(128), nullable=False),
+    Column("phase", String(8), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("ts", Float, nullable=False, doc="wall_ts as epoch seconds"),
+    Column("pts_s", Float, nullable=False),
+    Column("score", Float),
+    Column("snapshot", String(512)),
+    Column("received_at", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+Index("ix_events_ts", events.c.ts, events.c.seq)
+Index("ix_events_camera_ts", events.c.camera_id, events.c.ts)
+Index("ix_events_query_ts", events.c.query_id, events.c.ts)
+Index("ix_events_track", events.c.camera_id, events.c.query_id, events.c.track_id)
+
+tracks = Table(
+    "tracks",
+    metadata,
+    Column("id", String(64), primary_key=True, doc="stable id of (camera, query, track)"),
+    Column("camera_id", String(64), nullable=False),
+    Column("query_id", String(64), nullable=False),
+    Column("track_id", String(128), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("first_ts", Float, nullable=False),
+    Column("last_ts", Float, nullable=False),
+    Column("first_pts", Float, nullable=False),
+    Column("last_pts", Float, nullable=False),
+    Column("ended", Boolean, nullable=False, default=False),
+    Column("best_score", Float),
+    Column("start_snapshot", String(512)),
+    Column("best_snapshot", String(512)),
+    Column("last_bbox", Text),
+)
+Index("ix_tracks_camera_time", tracks.c.camera_id, tracks.c.first_ts, tracks.c.last_ts)
+
+summaries = Table(
+    "summaries",
+    metadata,
+    Column("summary_id", String(64), primary_key=True),
+    Column("camera_id", String(64), nullable=False),
+    Column("query_id", String(64), nullable=False),
+    Column("start_ts", Float, nullable=False),
+    Column("end_ts", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+Index("ix_summaries_camera_time", summaries.c.camera_id, summaries.c.start_ts)
+
+status = Table(
+    "status",
+    metadata,
+    Column("component", String(16), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+)
