@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer
@@ -88,3 +92,53 @@ def frames_of(records: list[Any]) -> list[tuple[FrameMeta, bytes]]:
 
 def statuses(records: list[Any]) -> list[StatusUpdate]:
     return [StatusUpdate.model_validate_json(r.value) for r in records]
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER = str(Path(__file__).with_name("rtsp_test_server.py"))
+
+
+def rtsp_server_available() -> bool:
+    """True when the system Python can import GStreamer's RTSP server bindings."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        return False
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
+
+
+class RtspServer:
+    """The GStreamer test server as a subprocess that can be killed and started again on the same port."""
+
+    def __init__(self, port: int, *, path: str = "/cam", fps: int = 25, size: str = "640x480") -> None:
+        self.port, self.path, self.fps, self.size = port, path, fps, size
+        self.url = f"rtsp://127.0.0.1:{port}{path}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        cmd = [SYSTEM_PYTHON, RTSP_SERVER, "--port", str(self.port), "--path", self.path]
+        cmd += ["--fps", str(self.fps), "--size", self.size]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("READY"):
+                return
+            if not line and self.proc.poll() is not None:
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise RuntimeError(f"RTSP test server exited: {err[-500:]}")
+        self.kill()
+        raise TimeoutError("RTSP test server did not become ready")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def __enter__(self) -> RtspServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
