@@ -53,6 +53,11 @@ class OpenAIEngineConfig(_Section):
     breaker_failures: int = Field(5, ge=1)
     breaker_reset_s: float = Field(30.0, gt=0)
     prices: Prices = Prices()
+    stream: bool = Field(
+        False, description="use SSE streaming responses (usage requested via stream_options)"
+    )
+    max_clip_frames: int = Field(16, ge=1, le=256, description="clips sent as frames are subsampled to this")
+    jpeg_quality: int = Field(90, ge=30, le=100)
 
 
 class TransformersEngineConfig(_Section):

@@ -38,7 +38,7 @@ class BoxSpec(_M):
 class ColourSpec(_M):
     name: str = "red"
     bgr: tuple[int, int, int] = (30, 30, 220)
-    tolerance: int = Field(60, ge=0, le=255, description="max per-channel distance")
+    tolerance: int = Field(40, ge=0, le=255, description="max per-channel distance (codec noise)")
     label: str = "person"
     min_area: int = Field(30, ge=1, description="pixels, in the image as received")
     head_ratio: float = Field(0.2, ge=0, description="extend the box upward by this share of its height")

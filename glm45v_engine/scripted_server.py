@@ -50,6 +50,7 @@ class ScriptState:
         self.scenario = scenario
         self.cursor = 0
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -57,9 +58,10 @@ class ScriptState:
         with self._lock:
             self.scenario, self.cursor = scenario, 0
 
-    def next_step(self, body: dict[str, Any]) -> tuple[Scenario, Step | None]:
+    def next_step(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[Scenario, Step | None]:
         with self._lock:
             self.requests.append(body)
+            self.headers.append(headers)
             sc = self.scenario
             if self.cursor < len(sc.steps):
                 self.cursor += 1
@@ -131,15 +133,15 @@ def build_app(state: ScriptState) -> FastAPI:
             return _error(400, "request body is not a JSON object")
         state.enter()
         try:
-            return await _answer(state, body)
+            return await _answer(state, body, dict(request.headers))
         finally:
             state.leave()
 
     return app
 
 
-async def _answer(state: ScriptState, body: dict[str, Any]) -> Response:
-    sc, step = state.next_step(body)
+async def _answer(state: ScriptState, body: dict[str, Any], headers: dict[str, str]) -> Response:
+    sc, step = state.next_step(body, headers)
     delay = sc.latency_s + (step.delay_s if step else 0.0)
     if delay:
         await asyncio.sleep(delay)
