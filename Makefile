@@ -1,0 +1,57 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages: vtest.avi sample video; RTSP test server (GStreamer); headless Chromium; compose validation.
+DEMO_DEBS := opencv-doc
+TEST_DEBS := opencv-doc chromium python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
+	gstreamer1.0-libav gstreamer1.0-tools docker-compose
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck unit broker e2e install install-dev debs-demo debs-test clean
+
+demo: install debs-demo
+	$(BIN)/sightline up --config demo
+
+test: install-dev debs-test lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+unit: install-dev
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+broker: install-dev
+	$(BIN)/python -m pytest -q tests/broker $(PYTEST_ARGS)
+e2e: install-dev
+	$(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch==2.13.0 (the [gpu] extra, used by the engine tests) resolves to the CPU wheel kept on this
+# machine kind's local disk; the project downloads no model and no browser.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(VENV)/.runtime $@
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+debs-demo:
+	@bash scripts/ensure-debs.sh $(DEMO_DEBS)
+debs-test:
+	@bash scripts/ensure-debs.sh $(TEST_DEBS)
+
+clean:
+	rm -rf $(VENV) data artifacts .pytest_cache .mypy_cache .ruff_cache
