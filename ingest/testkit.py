@@ -142,3 +142,41 @@ class RtspServer:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class MemorySink:
+    """A camera sink that keeps everything in memory (unit tests, benchmarks without a broker)."""
+
+    def __init__(self, keep_jpeg: bool = True) -> None:
+        self.frames: list[tuple[FrameMeta, bytes]] = []
+        self.updates: list[StatusUpdate] = []
+        self.keep_jpeg = keep_jpeg
+        self._cond = threading.Condition()
+
+    def frame(self, meta: FrameMeta, jpeg: bytes) -> None:
+        with self._cond:
+            self.frames.append((meta, jpeg if self.keep_jpeg else b""))
+            self._cond.notify_all()
+
+    def status(self, update: StatusUpdate) -> None:
+        with self._cond:
+            self.updates.append(update)
+            self._cond.notify_all()
+
+    def states(self) -> list[str]:
+        return [u.state for u in self.updates]
+
+    def wait_for(self, check: Callable[[MemorySink], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not check(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.2))
+        return True
+
+    def wait_state(self, states: tuple[str, ...], timeout_s: float) -> StatusUpdate:
+        ok = self.wait_for(lambda s: any(u.state in states for u in s.updates), timeout_s)
+        assert ok, f"no state in {states} within {timeout_s}s: {self.states()}"
+        return next(u for u in self.updates if u.state in states)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import need
+from conftest import need  # type: ignore[import-not-found]
 
 from bus.broker import free_port
 from bus.contracts import CameraSpec, StatusUpdate
