@@ -119,9 +119,10 @@ class OpenAIEngine:
         )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        client, self._client = self._client, None
+        # A client made in another (finished) event loop cannot be closed from this one; drop it.
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.aclose()
 
     # --- requests -----------------------------------------------------------------------------
 
