@@ -70,6 +70,8 @@ class TransformersEngineConfig(_Section):
     max_new_tokens: int = Field(512, ge=1)
     max_batch: int = Field(4, ge=1)
     thinking: bool = False
+    max_image_side: int = Field(1280, ge=28, description="frames are downscaled to this before preprocessing")
+    max_clip_frames: int = Field(16, ge=1, le=256)
     prices: Prices = Prices(input_per_m=0.0, output_per_m=0.0)
 
 
