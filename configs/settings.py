@@ -71,7 +71,7 @@ class AnalyzerConfig(_Section):
     min_hits: int = Field(2, ge=1)
     max_missing_s: float = Field(2.0, gt=0)
     update_every_s: float = Field(2.0, ge=0)
-    update_move_frac: float = Field(0.5, ge=0, description="also update when the box moved this many widths")
+    update_move_frac: float = Field(1.5, ge=0, description="also update when the box moved this many widths")
     max_dist: float = Field(1.5, gt=0, description="association gate in box sizes")
 
 
@@ -80,6 +80,14 @@ class StoreConfig(_Section):
     group_id: str = "sightline-sink"
     retention_days: float = Field(30.0, gt=0)
     snapshot_max_bytes: int = Field(2_000_000_000, ge=0)
+    retention_interval_s: float = Field(300.0, gt=0, description="how often the sink applies retention")
+    webhook_urls: tuple[str, ...] = Field((), description="POST every new event and summary here (JSON)")
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key for the X-Sightline-Signature header")
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_retries: int = Field(4, ge=0, le=20, description="retries with exponential backoff")
+    mqtt_url: str | None = Field(None, description="mqtt://[user:pass@]host[:port]; unset = no MQTT")
+    mqtt_topic_prefix: str = Field("sightline", pattern=r"^[A-Za-z0-9_/-]+$")
+    outbound_queue: int = Field(1000, ge=1, description="bounded; the oldest item is dropped when full")
 
 
 class ApiKey(_Section):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from bus.topics import Topics
 from configs import Settings
-from dashboard import api_events
+from dashboard import api_ask, api_entities, api_events, api_views, health, live
+from dashboard.auth import check_exposure
+from dashboard.limits import BodyLimit, RateLimiter
 from dashboard.state import AppState
 from sinks.store import Store
 
@@ -20,32 +24,57 @@ STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The API and dashboard over the store at settings.store_url. Raises InsecureConfig when exposed."""
+    check_exposure(settings.api)
     state = AppState(
-        settings=settings, store=Store(settings.store_url), topics=Topics.from_config(settings.bus)
+        settings=settings,
+        store=Store(settings.store_url),
+        topics=Topics.from_config(settings.bus),
+        ask_limiter=RateLimiter(settings.api.ask_per_minute),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        state.close()
+        await state.aclose()
 
     app = FastAPI(
         title="Sightline",
         version="0.1.0",
-        description="Cameras and recorded video → GLM-4.5V → tracked, subscribable events.",
+        description=(
+            "Cameras and recorded video → GLM-4.5V → tracked, subscribable events. "
+            "Authenticate with `Authorization: Bearer <key>` when api.api_keys is set: "
+            "`viewer` keys read, `admin` keys write."
+        ),
         lifespan=lifespan,
     )
     app.state.sightline = state
-    app.include_router(api_events.router)
-
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers. See /readyz for its dependencies."""
-        return {"status": "ok"}
+    app.state.metrics = health.Metrics(state)
+    for module in (health, api_events, live, api_views, api_entities, api_ask):
+        app.include_router(module.router)
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.middleware("http")(_observe)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 without echoing the input back: a rejected camera body may still hold a password."""
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    request.app.state.metrics.observe(request, response.status_code, started)
+    return response

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 
 from bus.contracts import ControlMessage
 from bus.topics import Topics
 from configs import Settings
+from dashboard.limits import RateLimiter
 from sinks.store import Store
+
+if TYPE_CHECKING:
+    from glm45v_engine import VisionEngine
 
 
 @dataclass
@@ -19,8 +23,19 @@ class AppState:
     settings: Settings
     store: Store
     topics: Topics
+    ask_limiter: RateLimiter
     _producer: Any = None
+    _engine: VisionEngine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def engine(self) -> VisionEngine:
+        """The engine for /api/ask, loaded on first use (a GPU backend may take a while)."""
+        with self._lock:
+            if self._engine is None:
+                from glm45v_engine import load_engine
+
+                self._engine = load_engine(self.settings.engine)
+            return self._engine
 
     def producer(self) -> Any:
         """The control-topic producer, created on first write so reads never need a broker."""
@@ -47,7 +62,9 @@ class AppState:
             raise HTTPException(503, f"the broker did not accept the change: {type(exc).__name__}") from None
         self.store.write([msg])
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        if self._engine is not None:
+            await self._engine.aclose()
         if self._producer is not None:
             self._producer.close()
         self.store.close()

@@ -70,6 +70,7 @@ class Sink:
         if not records:
             return 0
         good: list[Message] = []
+        fresh: list[Message] = []
         poisoned = 0
         for rec in records:
             try:
@@ -77,15 +78,18 @@ class Sink:
             except PoisonMessage as exc:
                 dead_letter(self.producer, self.topics.deadletter, rec, str(exc), self.worker)
                 poisoned += 1
-        if good and not self._write(good, stop):
-            return 0  # stopping with the batch unwritten: do not commit, it will be redelivered
+        if good:
+            written = self._write(good, stop)
+            if written is None:
+                return 0  # stopping with the batch unwritten: do not commit, it will be redelivered
+            fresh = written
         if poisoned:
             self.producer.flush()  # dead letters must be durable before their offsets are committed
             self.counters["dead_lettered"] += poisoned
         commit(self.consumer, records)
         self.counters["stored"] += len(good)
-        if good and self.on_stored is not None:
-            self.on_stored(good)
+        if fresh and self.on_stored is not None:
+            self.on_stored(fresh)
         return len(records)
 
     def _decode(self, rec: ConsumerRecord) -> Message:
@@ -96,27 +100,27 @@ class Sink:
             raise PoisonMessage("empty message value")
         return cast(Message, decode(rec, model))
 
-    def _write(self, batch: list[Message], stop: threading.Event) -> bool:
+    def _write(self, batch: list[Message], stop: threading.Event) -> list[Message] | None:
+        """The fresh messages once written; None if asked to stop before the store came back."""
         delay = 0.2
         while True:
             try:
-                self.store.write(batch)
-                return True
+                return self.store.write(batch)
             except SQLAlchemyError as exc:
                 self.counters["store_errors"] += 1
                 log.warning("store write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
             if stop.wait(delay):
-                return False
+                return None
             delay = min(delay * 2, RETRY_MAX_S)
 
-    def status(self, state: str, reason: str = "") -> StatusUpdate:
+    def status(self, state: str, reason: str = "", extra: dict[str, float] | None = None) -> StatusUpdate:
         return StatusUpdate(
             component="sink",
             id=self.worker,
             worker=self.worker,
             state=state,
             reason=reason,
-            counters={k: float(v) for k, v in self.counters.items()},
+            counters={**{k: float(v) for k, v in self.counters.items()}, **(extra or {})},
         )
 
 
@@ -134,23 +138,34 @@ def run(settings: Settings, stop: threading.Event) -> int:
         settings.store.group_id,
         client_id=worker,
     )
-    sink = Sink(store, consumer, producer, topics, worker)
+    from sinks.outbound import Outbound
+    from sinks.retention import RetentionJob
+
+    outbound = Outbound.from_settings(settings)
+    retention = RetentionJob(store, settings)
+    sink = Sink(store, consumer, producer, topics, worker, on_stored=outbound.publish)
     log.info("sink started: store %s, group %s", _safe_url(store), settings.store.group_id)
+
+    def _extra() -> dict[str, float]:
+        return {**outbound.counters(), **retention.counters()}
+
     sink.state = State.RUNNING
     producer.send(topics.status, worker, sink.status("running"))
     next_heartbeat = time.monotonic() + settings.ingest.heartbeat_s
     try:
         while not stop.is_set():
             sink.step(stop)
+            retention.maybe_run()
             if time.monotonic() >= next_heartbeat:
-                producer.send(topics.status, worker, sink.status("running"))
+                producer.send(topics.status, worker, sink.status("running", extra=_extra()))
                 next_heartbeat = time.monotonic() + settings.ingest.heartbeat_s
         sink.state = State.STOPPED
-        producer.send(topics.status, worker, sink.status("stopped", "stop requested"))
+        producer.send(topics.status, worker, sink.status("stopped", "stop requested", _extra()))
         producer.flush(5.0)
     finally:
         consumer.close()
         producer.close()
+        outbound.close()
         store.close()
     log.info("sink stopped: %s", dict(sink.counters))
     return 0

@@ -98,28 +98,29 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def write(self, messages: Iterable[Message]) -> int:
-        """Upsert a batch in one transaction; returns how many messages it held."""
-        n = 0
+    def write(self, messages: Iterable[Message]) -> list[Message]:
+        """Upsert a batch in one transaction; returns the events and summaries that were new."""
+        fresh: list[Message] = []
         with self.engine.begin() as conn:
             for msg in messages:
-                self._write_one(conn, msg)
-                n += 1
-        return n
+                if self._write_one(conn, msg):
+                    fresh.append(msg)
+        return fresh
 
-    def _write_one(self, conn: Connection, msg: Envelope) -> None:
+    def _write_one(self, conn: Connection, msg: Envelope) -> bool:
         if isinstance(msg, ObjectEvent):
-            self._event(conn, msg)
-        elif isinstance(msg, Summary):
-            self._summary(conn, msg)
-        elif isinstance(msg, StatusUpdate):
+            return self._event(conn, msg)
+        if isinstance(msg, Summary):
+            return self._summary(conn, msg)
+        if isinstance(msg, StatusUpdate):
             self._status(conn, msg)
         elif isinstance(msg, ControlMessage):
             self._control(conn, msg)
         else:  # pragma: no cover - the type says it cannot happen
             raise TypeError(f"cannot store {type(msg).__name__}")
+        return False
 
-    def _event(self, conn: Connection, ev: ObjectEvent) -> None:
+    def _event(self, conn: Connection, ev: ObjectEvent) -> bool:
         payload = ev.model_dump(mode="json", by_alias=True)
         ins = insert_for(self.engine, t.events).values(
             event_id=ev.event_id,
@@ -137,8 +138,10 @@ class Store:
         )
         # Same id = same event (ids are deterministic): a replay is a no-op.
         result = conn.execute(ins.on_conflict_do_nothing(index_elements=["event_id"]))
-        if result.rowcount:
-            self._track(conn, ev)
+        if not result.rowcount:
+            return False
+        self._track(conn, ev)
+        return True
 
     def _track(self, conn: Connection, ev: ObjectEvent) -> None:
         """Fold one event into its track with order-independent min/max, so replays are no-ops."""
@@ -184,7 +187,7 @@ class Store:
             )
         )
 
-    def _summary(self, conn: Connection, s: Summary) -> None:
+    def _summary(self, conn: Connection, s: Summary) -> bool:
         ins = insert_for(self.engine, t.summaries).values(
             summary_id=s.summary_id,
             camera_id=s.camera_id,
@@ -193,7 +196,7 @@ class Store:
             end_ts=epoch(s.window_end_wall),
             payload=dumps(s.model_dump(mode="json", by_alias=True)),
         )
-        conn.execute(ins.on_conflict_do_nothing(index_elements=["summary_id"]))
+        return bool(conn.execute(ins.on_conflict_do_nothing(index_elements=["summary_id"])).rowcount)
 
     def _status(self, conn: Connection, s: StatusUpdate) -> None:
         ins = insert_for(self.engine, t.status)
@@ -302,6 +305,18 @@ class Store:
             q = q.where(t.status.c.component == component)
         with self.engine.connect() as conn:
             return [json.loads(r.payload) for r in conn.execute(q)]
+
+    def latest_snapshot(self, camera_id: str) -> str | None:
+        c = t.events.c
+        q = (
+            select(c.snapshot)
+            .where(c.camera_id == camera_id, c.snapshot.is_not(None))
+            .order_by(c.ts.desc(), c.seq.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            ref = conn.execute(q).scalar()
+        return str(ref) if ref else None
 
     def counts(self) -> dict[str, int]:
         out = {}

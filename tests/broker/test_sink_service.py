@@ -47,7 +47,8 @@ def test_sink_stores_events_and_dead_letters_poison(
     kafka_bootstrap: str, topic_prefix: str, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings(
-        bus={"bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix, "partitions": 2}
+        bus={"bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix, "partitions": 2},
+        store={"retention_days": 36500},  # the samples are dated 2026-01-01: keep them
     )
     topics = Topics.from_config(settings.bus)
     events = [*samples.track("cam1", "red", "a", 0, 4), *samples.track("cam2", "red", "b", 1, 3)]

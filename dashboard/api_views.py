@@ -1,0 +1,82 @@
+"""Read views over the store: summaries, per-camera timelines, snapshots and component status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import FileResponse
+
+from bus.contracts import ID_PATTERN, Summary
+from dashboard.auth import viewer
+from dashboard.state import AppState, get_state
+from sinks.snapshots import SnapshotMissing, resolve_snapshot, snapshot_ref
+from sinks.timeline import Timeline, timeline
+
+router = APIRouter(tags=["views"], dependencies=[viewer])
+IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN)]
+
+
+@router.get("/api/summaries", response_model=list[Summary], response_model_by_alias=True)
+def list_summaries(
+    state: Annotated[AppState, Depends(get_state)],
+    camera_id: IdQuery = None,
+    query_id: IdQuery = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[Summary]:
+    """Summary windows, newest first."""
+    rows = state.store.summaries(camera_id, query_id, since, until, limit)
+    return [Summary.model_validate(r) for r in rows]
+
+
+@router.get("/api/cameras/{camera_id}/timeline", response_model=Timeline)
+def camera_timeline(
+    camera_id: Annotated[str, Path(pattern=ID_PATTERN)],
+    state: Annotated[AppState, Depends(get_state)],
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Timeline:
+    """Presence segments (one per tracked object) and summary windows overlapping [since, until)."""
+    if since is not None and until is not None and until <= since:
+        raise HTTPException(422, "`until` must be after `since`")
+    return timeline(state.store, camera_id, since, until)
+
+
+@router.get(
+    "/api/snapshots/{snapshot_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no snapshot"}},
+)
+def get_snapshot(
+    snapshot_id: Annotated[str, Path(pattern=ID_PATTERN)], state: Annotated[AppState, Depends(get_state)]
+) -> FileResponse:
+    """The JPEG (boxes drawn) for an event id, or the best snapshot of a track id."""
+    ref = snapshot_ref(state.store, snapshot_id)
+    try:
+        path: FsPath = resolve_snapshot(state.settings.data_dir, ref)
+    except SnapshotMissing as exc:
+        raise HTTPException(404, str(exc)) from None
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/api/cameras/{camera_id}/snapshot", responses={200: {"content": {"image/jpeg": {}}}, 404: {}})
+def latest_camera_snapshot(
+    camera_id: Annotated[str, Path(pattern=ID_PATTERN)], state: Annotated[AppState, Depends(get_state)]
+) -> FileResponse:
+    """The camera's most recent snapshot (boxes drawn)."""
+    ref = state.store.latest_snapshot(camera_id)
+    try:
+        path = resolve_snapshot(state.settings.data_dir, ref)
+    except SnapshotMissing as exc:
+        raise HTTPException(404, str(exc)) from None
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/status")
+def list_status(state: Annotated[AppState, Depends(get_state)]) -> list[dict[str, Any]]:
+    """The latest StatusUpdate of every camera and worker."""
+    return state.store.statuses()
