@@ -34,6 +34,7 @@ COPY --from=build /opt/sightline /opt/sightline
 WORKDIR /app
 COPY configs/*.yaml configs/
 COPY deploy/healthcheck.py deploy/healthcheck.py
+COPY deploy/init_topics.py deploy/init_topics.py
 ENV PATH=/opt/sightline/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

@@ -12,6 +12,8 @@ ingest and the analyzers expect. Per-topic policy:
   deletes whole segments; the message size limit follows bus.max_frame_bytes.
 - detections, summaries: the store is the system of record; the topic keeps enough for a
   sink to be rebuilt or replayed after an outage.
+- analyzer_state: tracker checkpoints keyed by camera, partition-aligned with frames: compacted,
+  and deleted after the event retention so long-gone cameras and restore markers do not pile up.
 - status: heartbeats; a day is plenty. deadletter: long enough for someone to look.
 
 Existing topics get their retention re-applied (so changing it and re-running works). A topic
@@ -66,6 +68,9 @@ def topic_configs(settings: Settings, retention: Retention) -> dict[str, dict[st
         t.detections: {"cleanup.policy": "delete", "retention.ms": events_ms},
         t.summaries: {"cleanup.policy": "delete", "retention.ms": events_ms},
         t.status: {"cleanup.policy": "delete", "retention.ms": str(int(retention.status_h * HOUR_MS))},
+        # Tracker checkpoints keyed by camera: the latest per camera matters; delete as well so
+        # cameras gone for longer than the event retention (and restore markers) do not pile up.
+        t.analyzer_state: {"cleanup.policy": "compact,delete", "retention.ms": events_ms},
         t.deadletter: {
             "cleanup.policy": "delete",
             "retention.ms": str(int(retention.deadletter_days * DAY_MS)),
@@ -74,7 +79,7 @@ def topic_configs(settings: Settings, retention: Retention) -> dict[str, dict[st
 
 
 def _partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
-    return {d["topic"]: len(d["partitions"]) for d in admin.describe_topics(names)}
+    return {d["name"]: len(d["partitions"]) for d in admin.describe_topics(names)}
 
 
 def ensure(admin: Any, settings: Settings, retention: Retention, grow: bool = False) -> list[str]:
@@ -89,7 +94,12 @@ def ensure(admin: Any, settings: Settings, retention: Retention, grow: bool = Fa
             admin.create_topics([NewTopic(n, parts, repl, topic_configs=wanted[n]) for n in missing])
         log.info("created %s with %d partitions", ", ".join(missing), parts)
     # Re-applied every run, so a changed retention takes effect (incremental: other keys are kept).
-    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs=c) for n, c in wanted.items()])
+    # raise_on_unknown=False: the client checks keys against DescribeConfigs, which some
+    # Kafka-compatible brokers answer empty; Apache Kafka validates them itself.
+    admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n, configs=c) for n, c in wanted.items()],
+        raise_on_unknown=False,
+    )
     problems = []
     for name, count in sorted(_partition_counts(admin, list(wanted)).items()):
         if count >= parts:

@@ -66,9 +66,13 @@ def env_list(value: Any) -> dict[str, str]:
 
 
 def parse_env_file(path: Path, include_commented: bool = False) -> dict[str, str]:
+    return parse_env_text(path.read_text(), include_commented)
+
+
+def parse_env_text(text: str, include_commented: bool = False) -> dict[str, str]:
     """NAME=value lines (the docker env-file format). Commented-out assignments on request."""
     out = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         text = line.strip()
         if include_commented and re.match(r"#\s*[A-Z][A-Z0-9_]*=", text):
             text = text.lstrip("#").strip()

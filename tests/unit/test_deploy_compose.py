@@ -7,7 +7,9 @@ variable is a real config field, and each container's config resolves to the ser
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import types
@@ -26,6 +28,7 @@ from deploy_support import (
     load_compose,
     load_script,
     parse_env_file,
+    parse_env_text,
     service_env,
     sightline_services,
 )
@@ -289,7 +292,7 @@ def test_every_container_config_points_at_the_services_of_the_stack() -> None:
             assert "PGPASSWORD" not in env and "SIGHTLINE_API__API_KEYS" not in env, (
                 f"{name} gets secrets it never uses"
             )
-        if name.startswith(("sinks", "dashboard")):  # sinks write snapshots, the dashboard serves them
+        if svc["command"][0] in ("analyze", "sink", "serve"):  # snapshots: written, expired, served
             data_volumes.add(next(v.split(":")[0] for v in svc["volumes"] if v.endswith(f":{s.data_dir}")))
     assert len(seen_bus) == 1, f"services disagree on topics/partitions: {seen_bus}"
     assert len(data_volumes) == 1 and data_volumes <= set(compose["volumes"]), data_volumes
@@ -347,3 +350,64 @@ def test_no_secret_is_written_into_the_compose_file() -> None:
     for name, svc in load_compose()["services"].items():
         for var in env_list(svc.get("environment")):
             assert not any(s in var for s in secretish), f"{name} sets {var} inline; use an env file"
+
+
+# -- env-file templates ---------------------------------------------------------------------------
+
+SECRET_NAME = re.compile(r"PASSWORD|API_KEY|TOKEN|SECRET")
+PLACEHOLDER = "CHANGE_ME"
+# Shapes of real credentials: Hugging Face, OpenAI-style, Z.AI (hex id + "." + secret), long random runs.
+CREDENTIAL_SHAPES = [
+    re.compile(r"\bhf_[A-Za-z0-9]{30,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"),
+    re.compile(r"\b[0-9a-f]{32}\.[A-Za-z0-9]{16}\b"),
+    re.compile(r"(?<![A-Za-z0-9_])(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{32,}"),
+]
+
+
+def secret_problems(text: str) -> list[str]:
+    """Why a template would leak a credential: a secret variable with a value that is not a
+    CHANGE_ME placeholder, or anything shaped like a real key anywhere (comments included)."""
+    problems = []
+    for line in text.splitlines():
+        for shape in CREDENTIAL_SHAPES:
+            problems += [f"credential-shaped text: {m.group(0)[:8]}…" for m in shape.finditer(line)]
+    for name, value in parse_env_text(text, include_commented=True).items():
+        if not value:
+            continue
+        if SECRET_NAME.search(name) and PLACEHOLDER not in value:
+            problems.append(f"{name} has a value that is not a {PLACEHOLDER} placeholder")
+        if name.endswith("API_KEYS"):
+            keys = [k["key"] for k in json.loads(value)]
+            problems += [f"{name}: key {k[:4]}… is not a placeholder" for k in keys if PLACEHOLDER not in k]
+    return problems
+
+
+@pytest.mark.parametrize(
+    "leak",
+    [
+        "HF_TOKEN=hf_" + "aB3" * 12,
+        "POSTGRES_PASSWORD=hunter2hunter2",
+        "# SIGHTLINE_ENGINE__API_KEY=0123456789abcdef0123456789abcdef.AbCdEfGhIjKlMnOp",
+        'SIGHTLINE_API__API_KEYS=[{"key": "a-real-looking-key-123", "role": "admin"}]',
+        "NOTE=sk-" + "x1" * 15,
+    ],
+)
+def test_the_secret_scanner_catches_real_looking_credentials(leak: str) -> None:
+    assert secret_problems(f"# a template\n{leak}\n")
+
+
+def test_env_examples_hold_placeholders_only_and_real_env_files_stay_out_of_git_and_the_image() -> None:
+    examples = sorted((ROOT / "deploy").glob("*.env.example"))
+    used = {f for svc in load_compose()["services"].values() for f in svc.get("env_file", [])}
+    assert {str(e.relative_to(ROOT)).removesuffix(".example") for e in examples} >= used
+    for example in examples:
+        assert secret_problems(example.read_text()) == [], example.name
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *sorted(used)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sorted(ignored.stdout.split()) == sorted(used), "a real env file could be committed"
