@@ -8,6 +8,7 @@ bad input ends as a `failed` state with its reason, never as a crash of the proc
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Literal, Protocol
 
 import av
 
-from bus.contracts import FrameMeta, StatusUpdate
+from bus.contracts import EndOfStream, FrameMeta, StatusUpdate, stable_id
 from configs.settings import IngestConfig
 from ingest import metrics
 from ingest.encode import FrameTooLarge, encode_jpeg
@@ -28,7 +29,7 @@ from ingest.gating import Reason, make_gate
 from ingest.plan import CameraPlan
 from ingest.sampling import Pacer, Sampler
 from ingest.sources import SourceError, VideoSource
-from ingest.urls import SourceRefused, resolve
+from ingest.urls import ResolvedSource, SourceRefused, resolve
 
 log = logging.getLogger(__name__)
 CameraState = Literal["starting", "streaming", "reconnecting", "stopped", "failed"]
@@ -38,6 +39,7 @@ HEADER_ROOM = 4096  # bytes kept free in a frame message for the key and the Fra
 class Sink(Protocol):
     def frame(self, meta: FrameMeta, jpeg: bytes) -> None: ...
     def status(self, update: StatusUpdate) -> None: ...
+    def end_of_stream(self, eos: EndOfStream) -> None: ...
 
 
 @dataclass
@@ -89,6 +91,9 @@ class CameraWorker:
         self.state: CameraState = "starting"
         self.reason = ""
         self.session = ""
+        self.last_frame_id = -1
+        self._file_runs = 0
+        self._src: ResolvedSource | None = None
         self.decoded = 0
         self.published = 0
         self.gated = 0
@@ -194,15 +199,45 @@ class CameraWorker:
             self._publisher.join(10.0)
             if self._stop.is_set() and final[0] != "failed":
                 final = ("stopped", self._stop_reason)
+            self._end_of_stream(final[1])
             self._set_state(*final)
             if self._on_exit:
                 self._on_exit(self)
+
+    def _end_of_stream(self, reason: str) -> None:
+        """Tell the analyzer, in order with the frames, that this source ended: tracks end, windows flush."""
+        if self.last_frame_id < 0:
+            return
+        eos = EndOfStream(
+            camera_id=self.plan.camera_id,
+            source_session=self.session,
+            last_frame_id=self.last_frame_id,
+            reason=reason or "stopped",
+        )
+        try:
+            self.sink.end_of_stream(eos)
+        except Exception:
+            log.warning("end-of-stream marker not sent", exc_info=True, extra=self._extra)
+
+    def _new_session(self, live: bool) -> str:
+        """A live connection gets a fresh id. A file's id follows from the file itself (and the loop
+        count), so replaying it — or restarting ingest — yields the same frames and downstream ids."""
+        if live or self._src is None or self._src.kind != "file":
+            return uuid.uuid4().hex[:16]
+        self._file_runs += 1
+        try:
+            st = os.stat(self._src.target)
+            ident: tuple[object, ...] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            ident = ()
+        return stable_id(self.plan.camera_id, self._src.target, *ident, self._file_runs)[:16].replace("-", "")
 
     def _supervise(self) -> tuple[CameraState, str]:
         try:
             src = resolve(self.plan.url, self.cfg)
         except SourceRefused as exc:
             return "failed", f"refused: {exc}"
+        self._src = src
         live_kind = src.kind != "file"
         self._queue.policy = "drop_oldest" if (live_kind or self.plan.realtime) else "block"
         backoff = Backoff(self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s)
@@ -241,7 +276,7 @@ class CameraWorker:
     def _stream(self, source: VideoSource) -> tuple[int, SourceError | None]:
         """Decode one session; returns (frames decoded, error or None at end of stream)."""
         plan = self.plan
-        self.session = uuid.uuid4().hex[:16]
+        self.session = self._new_session(source.live)
         sampler = Sampler(plan.sample_fps)
         gate = make_gate(
             plan.gate,
@@ -341,6 +376,7 @@ class CameraWorker:
         self.sink.frame(meta, enc.jpeg)
         with self._lock:
             self.published += 1
+            self.last_frame_id = item.index
         self.lag_s = time.monotonic() - item.queued_at
         cid = self.plan.camera_id
         metrics.FRAMES_PUBLISHED.labels(cid).inc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from bus.contracts import CameraSpec, FrameMeta, StatusUpdate
+from bus.contracts import CameraSpec, EndOfStream, FrameMeta, StatusUpdate
 from bus.kafka import Producer
 from bus.topics import Topics
 from configs.settings import Settings
@@ -35,6 +35,9 @@ class KafkaSink:
 
     def status(self, update: StatusUpdate) -> None:
         self.producer.send(self.topics.status, update.id, update)
+
+    def end_of_stream(self, eos: EndOfStream) -> None:
+        self.producer.send_end_of_stream(self.topics.frames, eos)
 
 
 class CameraManager:

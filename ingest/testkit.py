@@ -15,8 +15,8 @@ from typing import Any
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from bus.contracts import CameraSpec, ControlMessage, FrameMeta, StatusUpdate
-from bus.kafka import Producer, decode_frame, ensure_topics
+from bus.contracts import CameraSpec, ControlMessage, EndOfStream, FrameMeta, StatusUpdate
+from bus.kafka import Producer, decode_end_of_stream, decode_frame, ensure_topics
 from bus.topics import Topics
 from configs import Settings
 
@@ -87,7 +87,7 @@ def collect_until(reader: TopicReader, done: Callable[[list[Any]], bool], timeou
 
 
 def frames_of(records: list[Any]) -> list[tuple[FrameMeta, bytes]]:
-    return [decode_frame(r) for r in records]
+    return [decode_frame(r) for r in records if decode_end_of_stream(r) is None]
 
 
 def statuses(records: list[Any]) -> list[StatusUpdate]:
@@ -150,6 +150,7 @@ class MemorySink:
     def __init__(self, keep_jpeg: bool = True) -> None:
         self.frames: list[tuple[FrameMeta, bytes]] = []
         self.updates: list[StatusUpdate] = []
+        self.ends: list[EndOfStream] = []
         self.keep_jpeg = keep_jpeg
         self._cond = threading.Condition()
 
@@ -161,6 +162,11 @@ class MemorySink:
     def status(self, update: StatusUpdate) -> None:
         with self._cond:
             self.updates.append(update)
+            self._cond.notify_all()
+
+    def end_of_stream(self, eos: EndOfStream) -> None:
+        with self._cond:
+            self.ends.append(eos)
             self._cond.notify_all()
 
     def states(self) -> list[str]:
