@@ -56,8 +56,8 @@ def read_mot(
     if rate <= 0:
         raise TruthError(f"{gt}: fps must be positive, got {rate}")
     rows = _rows(gt)
-    w = width or _num(info.get("imwidth"), int) or math.ceil(max((r.x + r.w for r in rows), default=1))
-    h = height or _num(info.get("imheight"), int) or math.ceil(max((r.y + r.h for r in rows), default=1))
+    w = width or _num(info.get("imwidth"), int) or math.ceil(max((r.x - 1 + r.w for r in rows), default=1))
+    h = height or _num(info.get("imheight"), int) or math.ceil(max((r.y - 1 + r.h for r in rows), default=1))
     n_frames = _num(info.get("seqlength"), int) or max((r.frame for r in rows), default=1)
     keep = frozenset(classes)
 
@@ -151,7 +151,7 @@ def _num(text: str | None, kind: type[N]) -> N | None:
 
 
 def _time(frame: int, fps: float) -> float:
-    return round((frame - 1) / fps, 6)
+    return (frame - 1) / fps
 
 
 def _clip(b: tuple[float, float, float, float], w: int, h: int) -> tuple[float, float, float, float] | None:

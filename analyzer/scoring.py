@@ -45,7 +45,7 @@ from analyzer.eval_match import (
     match_boxes,
     temporal_iou,
 )
-from analyzer.truth import TIME_EPS, GroundTruth, TruthObject
+from analyzer.truth import TIME_EPS, GroundTruth
 from bus.contracts import ObjectEvent
 
 PHASE_ORDER = {"start": 0, "update": 1, "end": 2}
@@ -231,8 +231,7 @@ def _score(
     co: Counter[tuple[str, str]] = Counter()
     boxes: Counter[str] = Counter()
     found: Counter[str] = Counter()
-    for t in truth.annotated_times():
-        real, ignore = _truth_at(truth.objects, t)
+    for t, (real, ignore) in _truth_index(truth).items():
         preds = list(at.get(t, ()))
         pairs = match_boxes(
             real,
@@ -321,14 +320,16 @@ def _timing(
     return out
 
 
-def _truth_at(objects: Sequence[TruthObject], t: float) -> tuple[list[TruthAt], list[TruthAt]]:
-    real: list[TruthAt] = []
-    ignore: list[TruthAt] = []
-    for o in objects:
+def _truth_index(truth: GroundTruth) -> dict[float, tuple[list[TruthAt], list[TruthAt]]]:
+    """Annotated instant -> (boxes to find, ignored boxes); one pass, so long MOT files stay fast."""
+    times = truth.annotated_times()
+    index: dict[float, tuple[list[TruthAt], list[TruthAt]]] = {t: ([], []) for t in times}
+    for o in truth.objects:
         for b in o.boxes:
-            if abs(b.t - t) <= TIME_EPS:
-                (ignore if b.ignore else real).append(TruthAt(o.id, o.label, b.bbox))
-    return real, ignore
+            t = _nearest(times, b.t, 0.0)
+            if t is not None:  # a box between annotated instants is not judged
+                index[t][1 if b.ignore else 0].append(TruthAt(o.id, o.label, b.bbox))
+    return index
 
 
 def _tolerance(truth: GroundTruth, time_tol_s: float | None) -> float:

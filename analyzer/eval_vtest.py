@@ -1,0 +1,84 @@
+"""Measure an engine on an annotated video with the raw per-frame box path.
+
+    python -m analyzer.eval_vtest [--truth tests/data/vtest_people_0-20s.json] [--video PATH]
+                                  [--query people] [--iou 0.5 --iou 0.3]
+
+Decodes the frames at the truth's annotated instants, asks the CPU baseline engine for boxes
+on each (no tracking, no events), and scores them with `score_boxes`. This is the number
+docs/evaluation.md reports; `sightline replay --truth` measures the whole pipeline instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+import av
+
+from analyzer.eval_match import Prediction
+from analyzer.scoring import Scores, score_boxes
+from analyzer.truth import TIME_EPS, GroundTruth, load_truth
+from glm45v_engine.baseline import BaselineEngine
+from glm45v_engine.types import Frame, Image
+
+DEFAULT_TRUTH = Path(__file__).resolve().parent.parent / "tests" / "data" / "vtest_people_0-20s.json"
+
+
+def frames_at(video: str | Path, times: Sequence[float]) -> list[Frame]:
+    """Decode the frames whose media time equals one of `times` (within half a frame)."""
+    wanted = sorted(times)
+    out: list[Frame] = []
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        half = 0.5 / float(stream.average_rate or 25)
+        for n, frame in enumerate(container.decode(stream)):
+            t = float(frame.time) if frame.time is not None else n * 2 * half
+            if any(abs(t - w) <= half + TIME_EPS for w in wanted):
+                image = cast(Image, frame.to_ndarray(format="bgr24"))  # bgr24 is always uint8
+                out.append(Frame(image=image, frame_id=n, pts_s=t))
+            if t > wanted[-1] + half:
+                break
+    if len(out) != len(wanted):
+        raise ValueError(f"{video}: found {len(out)} of the {len(wanted)} annotated instants")
+    return out
+
+
+async def baseline_predictions(frames: Sequence[Frame], query: str) -> list[Prediction]:
+    engine = BaselineEngine()
+    groundings = await engine.ground(frames, query)
+    return [
+        Prediction(t=round(f.pts_s or 0.0, 6), bbox=b.bbox, label=b.label or "", score=b.score)
+        for f, g in zip(frames, groundings, strict=True)
+        for b in g.boxes
+    ]
+
+
+def measure(truth: GroundTruth, video: str | Path, query: str, ious: Sequence[float]) -> list[Scores]:
+    frames = frames_at(video, truth.annotated_times())
+    preds = asyncio.run(baseline_predictions(frames, query))
+    return [score_boxes(preds, truth, iou=v) for v in ious]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sightline.samples import vtest_path
+
+    ap = argparse.ArgumentParser(prog="python -m analyzer.eval_vtest", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--truth", default=str(DEFAULT_TRUTH))
+    ap.add_argument("--video", default=None, help="default: the installed vtest.avi")
+    ap.add_argument("--query", default="people")
+    ap.add_argument("--iou", type=float, action="append", help="repeatable; default 0.5")
+    args = ap.parse_args(argv)
+    video = args.video or vtest_path()
+    if video is None:
+        ap.error("vtest.avi not found; install opencv-doc or pass --video")
+    truth = load_truth(args.truth)
+    for scores in measure(truth, video, args.query, args.iou or [0.5]):
+        print(scores.table(), end="\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
