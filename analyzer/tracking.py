@@ -30,7 +30,7 @@ class TrackerConfig:
     min_hits: int = 2
     max_missing_s: float = 2.0
     update_every_s: float = 2.0
-    update_move_frac: float = 0.5
+    update_move_frac: float = 1.5
     max_dist: float = 1.5  # gate, in box sizes, for a track with a velocity estimate
     speed_gate: float = 1.5  # extra box sizes per second of gap while the velocity is unknown
     max_area_ratio: float = 4.0

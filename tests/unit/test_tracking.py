@@ -12,8 +12,17 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 W, H = 1280, 720
 
 
-def walker(t: float, *, x0: float = 0.0, x1: float = 1280.0, t0: float = 0.0, t1: float = 8.0, y: float = 400.0,
-           w: float = 80.0, h: float = 200.0) -> tuple[float, float, float, float] | None:
+def walker(
+    t: float,
+    *,
+    x0: float = 0.0,
+    x1: float = 1280.0,
+    t0: float = 0.0,
+    t1: float = 8.0,
+    y: float = 400.0,
+    w: float = 80.0,
+    h: float = 200.0,
+) -> tuple[float, float, float, float] | None:
     if not t0 <= t <= t1:
         return None
     cx = x0 + (x1 - x0) * (t - t0) / (t1 - t0)
@@ -82,8 +91,9 @@ def test_single_hit_flicker_never_starts_a_track() -> None:
 
 
 def test_updates_are_throttled_by_time_and_movement() -> None:
-    tracker = Tracker("cam", "q", TrackerConfig(min_hits=1, update_every_s=2.0, update_move_frac=0.0,
-                                                 max_missing_s=5))
+    tracker = Tracker(
+        "cam", "q", TrackerConfig(min_hits=1, update_every_s=2.0, update_move_frac=0.0, max_missing_s=5)
+    )
     still = (500.0, 300.0, 580.0, 500.0)
     events = run(tracker, 2.0, 10.0, lambda t: [still])
     updates = [e for e in events if e.phase == "update"]
@@ -99,8 +109,13 @@ def test_state_round_trip_continues_the_same_tracks() -> None:
     cfg = TrackerConfig(min_hits=2, max_missing_s=2.5)
     full = run(Tracker("cam", "q", cfg), 1.0, 12.0, lambda t: [walker(t)])
     first = Tracker("cam", "q", cfg)
-    part1 = [e for i in range(5) for e in first.step(
-        float(i), i, T0 + timedelta(seconds=i), [Detection("person", walker(float(i)))], "s1", (W, H))]  # type: ignore[arg-type]
+    part1 = [
+        e
+        for i in range(5)
+        for e in first.step(
+            float(i), i, T0 + timedelta(seconds=i), [Detection("person", walker(float(i)))], "s1", (W, H)
+        )
+    ]  # type: ignore[arg-type]
     resumed = Tracker("cam", "q", cfg)
     resumed.load_state(first.to_state())
     part2 = []
@@ -108,7 +123,9 @@ def test_state_round_trip_continues_the_same_tracks() -> None:
         t = float(i)
         dets = [Detection("person", b) for b in [walker(t)] if b is not None]
         part2 += resumed.step(t, i, T0 + timedelta(seconds=t), dets, "s1", (W, H))
-    assert [(e.phase, e.track_id, e.pts_s) for e in part1 + part2] == [(e.phase, e.track_id, e.pts_s) for e in full]
+    assert [(e.phase, e.track_id, e.pts_s) for e in part1 + part2] == [
+        (e.phase, e.track_id, e.pts_s) for e in full
+    ]
 
 
 def test_source_restart_closes_tracks() -> None:
