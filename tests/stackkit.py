@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
+from bus.broker import free_port
 from bus.contracts import CameraSpec, ControlMessage, QuerySpec
 from bus.kafka import Producer
-from bus.broker import free_port
 from bus.topics import Topics
 from configs import load_settings
 
@@ -97,7 +97,7 @@ class Stack:
 
     def stop(self) -> dict[str, int | None]:
         codes: dict[str, int | None] = {}
-        for verb, procs in self.procs.items():
+        for procs in self.procs.values():
             for p in procs:
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)

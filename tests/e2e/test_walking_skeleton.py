@@ -17,6 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from bus.broker import free_port
 from bus.contracts import CameraSpec, ObjectEvent, QuerySpec
+
 from stackkit import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -104,7 +105,7 @@ def _descendants(pid: int) -> set[int]:
             fields = status.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ppid, sid = int(fields[1]), int(fields[3])
+        ppid = int(fields[1])
         child = int(status.parent.name)
         if ppid == pid:
             out.add(child)
