@@ -25,7 +25,9 @@ class EmbeddedBrokerConfig(_Section):
 
 
 class BusConfig(_Section):
-    bootstrap: str | None = Field(None, description="Kafka bootstrap servers; unset = start an embedded broker")
+    bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers; unset = start an embedded broker"
+    )
     topic_prefix: str = Field("sightline", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(3, ge=1, le=1024)
     replication: int = Field(1, ge=1)
@@ -43,7 +45,9 @@ class IngestConfig(_Section):
     max_height: int = Field(1280, ge=64, le=4320)
     jpeg_quality: int = Field(85, ge=10, le=100)
     gate: Literal["always", "motion", "scene_change"] = "always"
-    motion_threshold: float = Field(0.01, ge=0, le=1, description="changed-area fraction that counts as motion")
+    motion_threshold: float = Field(
+        0.01, ge=0, le=1, description="changed-area fraction that counts as motion"
+    )
     scene_threshold: float = Field(0.35, ge=0, le=2)
     heartbeat_s: float = Field(10.0, gt=0)
     allowed_schemes: tuple[str, ...] = ("file", "rtsp", "rtsps", "http", "https")
@@ -76,13 +80,17 @@ class AnalyzerConfig(_Section):
 
 
 class StoreConfig(_Section):
-    url: str = Field("sqlite:///{data_dir}/sightline.db", description="SQLAlchemy URL; {data_dir} is expanded")
+    url: str = Field(
+        "sqlite:///{data_dir}/sightline.db", description="SQLAlchemy URL; {data_dir} is expanded"
+    )
     group_id: str = "sightline-sink"
     retention_days: float = Field(30.0, gt=0)
     snapshot_max_bytes: int = Field(2_000_000_000, ge=0)
     retention_interval_s: float = Field(300.0, gt=0, description="how often the sink applies retention")
     webhook_urls: tuple[str, ...] = Field((), description="POST every new event and summary here (JSON)")
-    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key for the X-Sightline-Signature header")
+    webhook_secret: str | None = Field(
+        None, description="HMAC-SHA256 key for the X-Sightline-Signature header"
+    )
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_retries: int = Field(4, ge=0, le=20, description="retries with exponential backoff")
     mqtt_url: str | None = Field(None, description="mqtt://[user:pass@]host[:port]; unset = no MQTT")
