@@ -1,27 +1,75 @@
-"""`sightline serve`: uvicorn on settings.api.host/port."""
+"""`sightline serve`: uvicorn on settings.api.host/port. Also a background server for tests and embedding."""
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import time
 
 import uvicorn
 
 from configs import Settings
 from dashboard.app import create_app
+from dashboard.auth import InsecureConfig
+from sinks.redact import install_log_redaction
 
 log = logging.getLogger(__name__)
 
 
-def serve(settings: Settings) -> int:
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
+def _config(settings: Settings, port: int | None = None) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(settings),
         host=settings.api.host,
-        port=settings.api.port,
+        port=settings.api.port if port is None else port,
         log_config=None,  # keep the process's JSON logging
-        access_log=False,
+        access_log=False,  # access lines would carry ?api_key= from EventSource/img URLs
         timeout_graceful_shutdown=3,
+        limit_concurrency=512,
     )
+
+
+def serve(settings: Settings) -> int:
+    install_log_redaction()
+    try:
+        config = _config(settings)
+    except InsecureConfig as exc:
+        log.error("%s", exc)
+        print(f"sightline serve: {exc}", file=sys.stderr)
+        return 2
     log.info("dashboard on http://%s:%d/", settings.api.host, settings.api.port)
     uvicorn.Server(config).run()
     return 0
+
+
+class BackgroundServer:
+    """The app on a real socket in a thread (port 0 = pick a free one); `url` once started."""
+
+    def __init__(self, settings: Settings, port: int = 0) -> None:
+        self.server = uvicorn.Server(_config(settings, port))
+        self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
+
+    def start(self, timeout_s: float = 15.0) -> BackgroundServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("API server did not start")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def url(self) -> str:
+        sock = self.server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,28 +1,254 @@
 "use strict";
-// Minimal first page: the latest events, refreshed every two seconds.
-const $ = (sel) => document.querySelector(sel);
+// Sightline dashboard: plain JS, no build step. Everything it shows comes from the public API.
 
-function row(ev) {
-  const tr = document.createElement("tr");
-  const cells = [new Date(ev.wall_ts).toLocaleTimeString(), ev.camera_id, ev.query_id, ev.phase, ev.label,
-    ev.bbox.map((v) => Math.round(v)).join(", "), ev.engine];
-  for (const text of cells) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    tr.appendChild(td);
+const $ = (sel, root = document) => root.querySelector(sel);
+const state = { key: localStorage.getItem("sightline.key") || "", cameras: [], feed: null, timers: {} };
+const FEED_MAX = 100;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else node[k] = v;
   }
-  return tr;
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return node;
 }
 
-async function refresh() {
+function withKey(url) {
+  if (!state.key) return url;
+  return url + (url.includes("?") ? "&" : "?") + "api_key=" + encodeURIComponent(state.key);
+}
+
+async function api(path, opts = {}) {
+  const headers = { ...(opts.body ? { "Content-Type": "application/json" } : {}), ...(opts.headers || {}) };
+  if (state.key) headers.Authorization = "Bearer " + state.key;
+  const res = await fetch(path, { ...opts, headers });
+  if (res.status === 401) $("#key-form").hidden = false;
+  if (!res.ok) {
+    let detail = res.statusText;
+    try { detail = JSON.stringify((await res.json()).detail); } catch (_) { /* not JSON */ }
+    throw new Error(`${res.status}: ${detail}`);
+  }
+  return res.status === 204 ? null : res.json();
+}
+
+// ---- cameras, status, snapshots, timelines -----------------------------------------------
+
+function statusPill(status) {
+  if (!status) return el("span", { class: "pill muted" }, "no status yet");
+  const good = status.state === "streaming" || status.state === "running";
+  const bad = status.state === "failed" || status.state === "reconnecting";
+  const fps = status.fps_out ? ` · ${status.fps_out.toFixed(1)} fps` : "";
+  return el("span", { class: "pill " + (good ? "ok" : bad ? "bad" : ""), title: status.reason || "" }, status.state + fps);
+}
+
+function cameraCard(cam) {
+  const img = el("img", { alt: `latest snapshot of ${cam.id}`, hidden: true });
+  const noimg = el("div", { class: "noimg" }, "no snapshot yet");
+  img.onload = () => { img.hidden = false; noimg.hidden = true; };
+  img.onerror = () => { img.hidden = true; noimg.hidden = false; };
+  img.src = withKey(`/api/cameras/${encodeURIComponent(cam.id)}/snapshot?t=${Date.now()}`);
+  const canvas = el("canvas", { class: "timeline", "data-camera": cam.id, "data-segments": "0", width: 600, height: 70 });
+  const del = el("button", { class: "link", type: "button", title: "remove camera" }, "remove");
+  del.onclick = async () => {
+    if (!confirm(`Remove camera ${cam.id}?`)) return;
+    try { await api(`/api/cameras/${encodeURIComponent(cam.id)}`, { method: "DELETE" }); loadCameras(); }
+    catch (err) { alert(err.message); }
+  };
+  return el("div", { class: "card", "data-camera": cam.id },
+    el("div", { class: "row between" }, el("strong", {}, cam.name || cam.id), statusPill(cam.status)),
+    el("div", { class: "url" }, cam.url),
+    img, noimg, canvas,
+    el("div", { class: "row between" }, el("span", { class: "muted" }, cam.enabled ? "enabled" : "disabled"), del));
+}
+
+async function loadCameras() {
   try {
-    const res = await fetch("/api/events?limit=50");
-    const page = await res.json();
-    $("#events tbody").replaceChildren(...page.items.map(row));
-    $("#conn").textContent = "live";
-  } catch (err) {
-    $("#conn").textContent = "offline";
+    state.cameras = await api("/api/cameras");
+  } catch (err) { return; }
+  const box = $("#cameras");
+  if (!state.cameras.length) {
+    state.signature = "";
+    box.replaceChildren(el("p", { class: "muted" }, "No cameras yet: add one below."));
+  } else {
+    // Rebuild cards only when the cameras changed; otherwise update status in place (no image flicker).
+    const signature = JSON.stringify(state.cameras.map(({ status, ...spec }) => spec));
+    if (signature !== state.signature) {
+      state.signature = signature;
+      box.replaceChildren(...state.cameras.map(cameraCard));
+    } else {
+      state.cameras.forEach((c) => {
+        const pill = document.querySelector(`.card[data-camera="${CSS.escape(c.id)}"] .pill`);
+        if (pill) pill.replaceWith(statusPill(c.status));
+      });
+    }
+    state.cameras.forEach((c) => drawTimeline(c.id));
   }
+  const sel = $("#ask-camera");
+  const current = sel.value;
+  sel.replaceChildren(...state.cameras.map((c) => el("option", { value: c.id }, c.name || c.id)));
+  if (current) sel.value = current;
 }
-refresh();
-setInterval(refresh, 2000);
+
+function rangeSeconds() { return Number($("#range").value); }
+
+async function drawTimeline(cameraId) {
+  const canvas = document.querySelector(`canvas.timeline[data-camera="${CSS.escape(cameraId)}"]`);
+  if (!canvas) return;
+  const span = rangeSeconds();
+  const now = Date.now();
+  const qs = span ? `?since=${new Date(now - span * 1000).toISOString()}` : "";
+  let tl;
+  try { tl = await api(`/api/cameras/${encodeURIComponent(cameraId)}/timeline${qs}`); } catch (_) { return; }
+  const segs = tl.segments.map((s) => ({ ...s, t0: Date.parse(s.start), t1: Date.parse(s.end) }));
+  const wins = tl.summaries.map((w) => ({ ...w, t0: Date.parse(w.start), t1: Date.parse(w.end) }));
+  let lo = span ? now - span * 1000 : Math.min(now - 60000, ...segs.map((s) => s.t0), ...wins.map((w) => w.t0));
+  let hi = span ? now : Math.max(now, ...segs.map((s) => s.t1), ...wins.map((w) => w.t1));
+  if (canvas.clientWidth && canvas.width !== canvas.clientWidth) canvas.width = canvas.clientWidth;  // crisp text
+  const ctx = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height;
+  ctx.clearRect(0, 0, W, H);
+  ctx.fillStyle = "#f6f7f9"; ctx.fillRect(0, 0, W, H);
+  const x = (t) => ((t - lo) / (hi - lo)) * W;
+  const queries = [...new Set(segs.map((s) => s.query_id))];
+  const lane = (H - 24) / Math.max(1, queries.length);
+  const palette = ["#f0a500", "#2e7dd7", "#2e9d5b", "#c8413a", "#8e44ad"];
+  segs.forEach((s) => {
+    const i = queries.indexOf(s.query_id);
+    ctx.fillStyle = palette[i % palette.length];
+    ctx.fillRect(x(s.t0), 4 + i * lane, Math.max(2, x(s.t1) - x(s.t0)), Math.max(4, lane - 4));
+  });
+  ctx.fillStyle = "#9aa3b5";
+  wins.forEach((w) => ctx.fillRect(x(w.t0) + 1, H - 18, Math.max(2, x(w.t1) - x(w.t0) - 2), 4));
+  ctx.fillStyle = "#6b7385"; ctx.font = "10px system-ui";
+  ctx.fillText(new Date(lo).toLocaleTimeString(), 2, H - 3);
+  const end = new Date(hi).toLocaleTimeString();
+  ctx.fillText(end, W - ctx.measureText(end).width - 2, H - 3);
+  canvas.dataset.segments = String(segs.length);
+  canvas.dataset.summaries = String(wins.length);
+  canvas.title = `${segs.length} tracked object(s), ${wins.length} summary window(s)`;
+}
+
+function scheduleTimeline(cameraId) {
+  clearTimeout(state.timers[cameraId]);
+  state.timers[cameraId] = setTimeout(() => drawTimeline(cameraId), 300);
+}
+
+// ---- live feed (SSE) ---------------------------------------------------------------------
+
+function feedRow(ev, fresh) {
+  return el("tr", { class: fresh ? "fresh" : "", "data-event": ev.event_id },
+    el("td", {}, new Date(ev.wall_ts).toLocaleTimeString()), el("td", {}, ev.camera_id), el("td", {}, ev.query_id),
+    el("td", {}, ev.phase), el("td", {}, ev.label), el("td", {}, ev.bbox.map((v) => Math.round(v)).join(", ")),
+    el("td", {}, ev.engine));
+}
+
+function addToFeed(ev, fresh) {
+  const body = $("#feed tbody");
+  body.prepend(feedRow(ev, fresh));
+  while (body.children.length > FEED_MAX) body.lastChild.remove();
+}
+
+async function startFeed() {
+  try {
+    const page = await api("/api/events?limit=30");
+    page.items.reverse().forEach((ev) => addToFeed(ev, false));
+  } catch (_) { /* shown by the connection pill */ }
+  if (state.feed) state.feed.close();
+  const source = new EventSource(withKey("/api/events/stream"));
+  state.feed = source;
+  source.onopen = () => { $("#conn").textContent = "live"; $("#conn").className = "pill ok"; };
+  source.onerror = () => { $("#conn").textContent = "reconnecting…"; $("#conn").className = "pill bad"; };
+  source.addEventListener("object_event", (msg) => {
+    const ev = JSON.parse(msg.data);
+    addToFeed(ev, true);
+    scheduleTimeline(ev.camera_id);
+    if (ev.snapshot) {
+      const img = document.querySelector(`.card[data-camera="${CSS.escape(ev.camera_id)}"] img`);
+      if (img) img.src = withKey(`/api/cameras/${encodeURIComponent(ev.camera_id)}/snapshot?t=${Date.now()}`);
+    }
+  });
+}
+
+// ---- queries, summaries, forms, ask ------------------------------------------------------
+
+async function loadQueries() {
+  try {
+    const qs = await api("/api/queries");
+    $("#queries").replaceChildren(...qs.map((q) => el("li", { "data-query": q.id },
+      el("strong", {}, q.id), " ", el("span", { class: "muted" }, `${q.kind} · ${q.cameras.join(", ")}`),
+      el("div", {}, q.text))));
+  } catch (_) { /* keep the old list */ }
+}
+
+async function loadSummaries() {
+  try {
+    const items = await api("/api/summaries?limit=10");
+    $("#summaries").replaceChildren(...items.map((s) => el("li", {},
+      el("span", { class: "muted" }, `${s.camera_id} · ${new Date(s.window_start_wall).toLocaleTimeString()}–` +
+        `${new Date(s.window_end_wall).toLocaleTimeString()} · ${s.engine}`),
+      el("div", {}, s.text))));
+    if (!items.length) $("#summaries").replaceChildren(el("li", { class: "muted" }, "No summaries yet."));
+  } catch (_) { /* keep the old list */ }
+}
+
+function formData(form) {
+  return Object.fromEntries(new FormData(form).entries());
+}
+
+async function submitJson(form, path, body, onOk) {
+  const out = $(".msg", form);
+  out.className = "msg"; out.textContent = "…";
+  try {
+    const res = await api(path, { method: "POST", body: JSON.stringify(body) });
+    out.textContent = "";
+    form.reset();
+    onOk(res);
+  } catch (err) { out.className = "msg err"; out.textContent = err.message; }
+}
+
+$("#camera-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const d = formData(e.target);
+  const body = { id: d.id, url: d.url, name: d.name || "", loop: d.loop === "on" };
+  submitJson(e.target, "/api/cameras", body, loadCameras);
+});
+
+$("#query-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const d = formData(e.target);
+  const cameras = d.cameras ? d.cameras.split(",").map((s) => s.trim()).filter(Boolean) : ["*"];
+  submitJson(e.target, "/api/queries", { id: d.id, text: d.text, kind: d.kind, cameras }, loadQueries);
+});
+
+$("#ask-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const d = formData(e.target);
+  const out = $("#ask-answer");
+  out.className = "msg"; out.textContent = "asking…";
+  const body = { camera_id: d.camera_id, question: d.question, thinking: d.thinking === "on" };
+  if (Number(d.seconds) > 0) body.seconds = Number(d.seconds);
+  try {
+    const a = await api("/api/ask", { method: "POST", body: JSON.stringify(body) });
+    out.textContent = `${a.answer}\n(${a.engine} · ${Math.round(a.latency_ms)} ms · ${a.boxes.length} box(es))`;
+  } catch (err) { out.className = "msg err"; out.textContent = err.message; }
+});
+
+$("#key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  state.key = $("#key-input").value.trim();
+  localStorage.setItem("sightline.key", state.key);
+  $("#key-form").hidden = true;
+  refreshAll();
+  startFeed();
+});
+
+$("#range").addEventListener("change", () => state.cameras.forEach((c) => drawTimeline(c.id)));
+
+function refreshAll() { loadCameras(); loadQueries(); loadSummaries(); }
+
+refreshAll();
+startFeed();
+setInterval(refreshAll, 5000);
