@@ -40,7 +40,7 @@ def frame_digest(frame: Frame) -> str:
     return h.hexdigest()
 
 
-def request_key(op: str, text: str, thinking: bool, frames: Sequence[Frame]) -> str:
+def request_key(op: str, text: str, thinking: bool | None, frames: Sequence[Frame]) -> str:
     payload = json.dumps([FORMAT, op, text, thinking, [frame_digest(f) for f in frames]])
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -108,34 +108,38 @@ class CassetteEngine:
 
     # --- VisionEngine ---------------------------------------------------------------------------
 
-    async def ground(self, frames: Sequence[Frame], query: str, *, thinking: bool = False) -> list[Grounding]:
+    async def ground(
+        self, frames: Sequence[Frame], query: str, *, thinking: bool | None = None
+    ) -> list[Grounding]:
         out = []
         for f in frames:
             key = request_key("ground", query, thinking, [f])
             entry = self._lookup(key, "ground")
             if entry is None:
-                [g] = await self._recorder().ground([f], query, thinking=thinking)
+                [g] = await self._recorder().ground([f], query, **_think(thinking))
                 entry = self._record(key, "ground", _grounding_json(g))
             out.append(_grounding(entry["result"]))
             self._count(out[-1].usage, out[-1].latency_ms)
         return out
 
-    async def summarize(self, clip: Clip, prompt: str, *, thinking: bool = False) -> SummaryResult:
+    async def summarize(self, clip: Clip, prompt: str, *, thinking: bool | None = None) -> SummaryResult:
         key = request_key("summarize", prompt, thinking, clip.frames)
         entry = self._lookup(key, "summarize")
         if entry is None:
-            s = await self._recorder().summarize(clip, prompt, thinking=thinking)
+            s = await self._recorder().summarize(clip, prompt, **_think(thinking))
             entry = self._record(key, "summarize", _summary_json(s))
         result = _summary(entry["result"])
         self._count(result.usage, result.latency_ms)
         return result
 
-    async def ask(self, media: Sequence[Frame] | Clip, prompt: str, *, thinking: bool = False) -> Answer:
+    async def ask(
+        self, media: Sequence[Frame] | Clip, prompt: str, *, thinking: bool | None = None
+    ) -> Answer:
         frames = media.frames if isinstance(media, Clip) else tuple(media)
         key = request_key("ask", prompt, thinking, frames)
         entry = self._lookup(key, "ask")
         if entry is None:
-            a = await self._recorder().ask(media, prompt, thinking=thinking)
+            a = await self._recorder().ask(media, prompt, **_think(thinking))
             entry = self._record(key, "ask", _answer_json(a))
         result = _answer(entry["result"])
         self._count(result.usage, result.latency_ms)
@@ -154,6 +158,11 @@ class CassetteEngine:
 
     def _count(self, usage: Usage, latency_ms: float) -> None:
         self.stats.record(usage, latency_ms)
+
+
+def _think(thinking: bool | None) -> dict[str, bool]:
+    """Pass the switch only when the caller set it, so the inner engine's config default applies."""
+    return {} if thinking is None else {"thinking": thinking}
 
 
 # --- (de)serialisation: plain JSON, floats round-trip exactly -----------------------------------

@@ -84,10 +84,14 @@ class OpenAIEngine:
 
     # --- public API ---------------------------------------------------------------------------
 
-    async def ground(self, frames: Sequence[Frame], query: str, *, thinking: bool = False) -> list[Grounding]:
+    async def ground(
+        self, frames: Sequence[Frame], query: str, *, thinking: bool | None = None
+    ) -> list[Grounding]:
+        thinking = self.cfg.thinking if thinking is None else thinking
         return list(await asyncio.gather(*(self._ground_one(f, query, thinking) for f in frames)))
 
-    async def summarize(self, clip: Clip, prompt: str, *, thinking: bool = False) -> SummaryResult:
+    async def summarize(self, clip: Clip, prompt: str, *, thinking: bool | None = None) -> SummaryResult:
+        thinking = self.cfg.thinking if thinking is None else thinking
         as_video = self.video_ok
         if as_video:
             try:
@@ -102,7 +106,10 @@ class OpenAIEngine:
         except _Refused as exc:
             raise EngineError(f"server refused the request ({exc.status}): {exc}", engine=self.name) from None
 
-    async def ask(self, media_in: Sequence[Frame] | Clip, prompt: str, *, thinking: bool = False) -> Answer:
+    async def ask(
+        self, media_in: Sequence[Frame] | Clip, prompt: str, *, thinking: bool | None = None
+    ) -> Answer:
+        thinking = self.cfg.thinking if thinking is None else thinking
         frames = list(media_in.frames if isinstance(media_in, Clip) else media_in)
         if not frames:
             raise EngineError("ask needs at least one frame", engine=self.name)

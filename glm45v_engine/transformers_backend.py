@@ -74,7 +74,10 @@ class TransformersEngine:
 
     # --- VisionEngine -----------------------------------------------------------------------------
 
-    async def ground(self, frames: Sequence[Frame], query: str, *, thinking: bool = False) -> list[Grounding]:
+    async def ground(
+        self, frames: Sequence[Frame], query: str, *, thinking: bool | None = None
+    ) -> list[Grounding]:
+        thinking = self.cfg.thinking if thinking is None else thinking
         text = prompts.grounding_prompt(query)
         results = await asyncio.gather(
             *(
@@ -89,7 +92,8 @@ class TransformersEngine:
             out.append(Grounding(boxes, f.size, gen.text, parsed.thinking, gen.usage, gen.latency_ms))
         return out
 
-    async def summarize(self, clip: Clip, prompt: str, *, thinking: bool = False) -> SummaryResult:
+    async def summarize(self, clip: Clip, prompt: str, *, thinking: bool | None = None) -> SummaryResult:
+        thinking = self.cfg.thinking if thinking is None else thinking
         frames = media.subsample(clip.frames, self.cfg.max_clip_frames)
         parts: list[str | None] = [prompts.frames_preamble([f.pts_s or 0.0 for f in frames])]
         for f in frames:
@@ -103,7 +107,10 @@ class TransformersEngine:
             parsed.text, parsed.segments, parsed.thinking, gen.text, gen.usage, gen.latency_ms
         )
 
-    async def ask(self, media_in: Sequence[Frame] | Clip, prompt: str, *, thinking: bool = False) -> Answer:
+    async def ask(
+        self, media_in: Sequence[Frame] | Clip, prompt: str, *, thinking: bool | None = None
+    ) -> Answer:
+        thinking = self.cfg.thinking if thinking is None else thinking
         frames = list(media_in.frames if isinstance(media_in, Clip) else media_in)
         if not frames:
             raise EngineError("ask needs at least one frame", engine=self.name)

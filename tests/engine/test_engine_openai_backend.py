@@ -55,7 +55,7 @@ def frame(w: int = 640, h: int = 360, rects: tuple[tuple[int, int, int, int], ..
     return Frame(image=img, **kw)
 
 
-def sent_images(body: dict[str, Any]) -> list[np.ndarray]:
+def sent_images(body: dict[str, Any]) -> list[Any]:
     out = []
     for part in body["messages"][0]["content"]:
         if part["type"] == "image_url":
@@ -288,7 +288,7 @@ def test_circuit_breaker_fails_fast_then_recovers(server: ScriptedServer) -> Non
             assert len(server.requests) == 2  # the open breaker did not reach the server
             await asyncio.sleep(0.35)
             await e.ground([frame()], "people")  # half-open trial succeeds and closes it
-            assert e.breaker_state is BreakerState.CLOSED
+            assert str(e.breaker_state) == BreakerState.CLOSED.value
         finally:
             await e.aclose()
 
@@ -379,3 +379,17 @@ def test_ask_sends_all_frames_and_returns_text_and_boxes(server: ScriptedServer)
     a = run(ask())
     assert a.text.startswith("The chart peaks in May.") and a.boxes[0].bbox == pytest.approx((0, 0, 640, 180))
     assert len(sent_images(server.requests[-1])) == 2
+
+
+def test_config_thinking_is_the_default_and_a_call_can_override_it(server: ScriptedServer) -> None:
+    e = engine(server, thinking=True)
+
+    async def two() -> None:
+        try:
+            await e.ground([frame()], "people")
+            await e.ground([frame()], "people", thinking=False)
+        finally:
+            await e.aclose()
+
+    run(two())
+    assert [b["chat_template_kwargs"]["enable_thinking"] for b in server.requests] == [True, False]

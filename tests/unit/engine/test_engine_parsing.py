@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -123,7 +125,8 @@ def test_corpus(
     name: str, text: str, expected: list[tuple[str | None, tuple[int, ...]]], thinking: str | None
 ) -> None:
     r = parse_response(text, image_size=(W, H))
-    assert [(b.label, b.bbox) for b in r.boxes] == [(lbl, pytest.approx(px(*q))) for lbl, q in expected]
+    got: list[Any] = [(b.label, b.bbox) for b in r.boxes]
+    assert got == [(lbl, pytest.approx(px(*q))) for lbl, q in expected]
     if thinking is None:
         assert r.thinking is None
     else:
