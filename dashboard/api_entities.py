@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
@@ -15,6 +16,7 @@ from sinks.redact import redact_url
 router = APIRouter(tags=["cameras and queries"], dependencies=[viewer])
 EntityPath = Annotated[str, Path(pattern=ID_PATTERN)]
 Gate = Literal["always", "motion", "scene_change"]
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
 
 class _In(BaseModel):
@@ -89,7 +91,9 @@ def camera_out(cam: CameraSpec, status: dict[str, Any] | None) -> CameraOut:
 
 
 def _check_scheme(state: AppState, url: str) -> None:
-    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    # Any "word:" prefix is a scheme to FFmpeg (concat:, subfile:, data:...), not only "word://".
+    m = SCHEME.match(url.strip())
+    scheme = m.group(1).lower() if m else "file"
     allowed = state.settings.ingest.allowed_schemes
     if scheme not in allowed:
         raise HTTPException(422, f"url scheme {scheme!r} is not allowed; allowed: {', '.join(allowed)}")

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
 from bus.contracts import ID_PATTERN, ObjectEvent
+from dashboard.auth import viewer
 from dashboard.state import AppState, get_state
 from sinks.store import BadCursor, EventFilter
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=[viewer])
 
 Phase = Literal["start", "update", "end"]
 
