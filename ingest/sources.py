@@ -50,10 +50,13 @@ class VideoSource:
             self._container.close()
             raise SourceError("no video stream in the source", permanent=True)
         self.stream = streams[0]
-        self.stream.thread_type = "AUTO"  # frame threads: decode uses both cores
         if keyframes_only:
-            # The decoder drops non-key frames itself: no decode cost for them at all.
+            # The decoder drops non-key frames itself: no decode cost for them at all. Frame
+            # threads would only add hand-off overhead to the few frames left; slices still help.
             self.stream.codec_context.skip_frame = "NONKEY"
+            self.stream.thread_type = "SLICE"
+        else:
+            self.stream.thread_type = "AUTO"  # frame threads: decode uses both cores
         if src.kind == "http" and self._container.duration is None:
             self.live = True  # an endless HTTP stream behaves like a camera
         self.time_base = self.stream.time_base

@@ -10,7 +10,7 @@ from conftest import need  # type: ignore[import-not-found]
 
 from bus.broker import free_port
 from bus.contracts import CameraSpec, StatusUpdate
-from bus.kafka import decode_frame
+from bus.kafka import decode_end_of_stream, decode_frame
 from bus.topics import Topics
 from configs import Settings
 from ingest.testkit import RtspServer, TopicReader, register, rtsp_server_available, running_ingest
@@ -31,6 +31,8 @@ class Watch:
     def pump(self) -> None:
         now = time.monotonic()
         for r in self.frames.records(100):
+            if decode_end_of_stream(r) is not None:
+                continue
             meta, _ = decode_frame(r)
             self.seen_frames.append((now, meta.source_session))
         for r in self.status.records(100):
