@@ -11,7 +11,6 @@ stops hammering a sick server; giving up raises `EngineError`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -23,6 +22,7 @@ import httpx
 
 from configs.engine import OpenAIEngineConfig
 from glm45v_engine import accounting, media, prompts
+from glm45v_engine.openai_protocol import Refused, Retryable, json_object, message, raise_for_status, read_sse
 from glm45v_engine.parsing import parse_response, parse_summary
 from glm45v_engine.resilience import BreakerState, CircuitBreaker, backoff_delay
 from glm45v_engine.types import (
@@ -39,8 +39,6 @@ from glm45v_engine.types import (
 )
 
 log = logging.getLogger("sightline.engine.openai")
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-VIDEO_REFUSED_STATUS = {400, 415, 422}
 
 
 @dataclass(frozen=True)
@@ -52,18 +50,6 @@ class Reply:
     usage: Usage
     latency_ms: float
     model: str
-
-
-class _Retryable(Exception):
-    def __init__(self, kind: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.kind, self.retry_after = kind, retry_after
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class OpenAIEngine:
@@ -96,14 +82,14 @@ class OpenAIEngine:
         if as_video:
             try:
                 return await self._summarize(clip, prompt, thinking, as_video=True)
-            except _Refused as exc:
+            except Refused as exc:
                 if self.cfg.video_mode == "video_url":
                     raise EngineError(f"server refused the video clip: {exc}", engine=self.name) from None
                 log.warning("server refused video_url (%s); sending clips as frames from now on", exc.status)
                 self.video_ok = False
         try:
             return await self._summarize(clip, prompt, thinking, as_video=False)
-        except _Refused as exc:
+        except Refused as exc:
             raise EngineError(f"server refused the request ({exc.status}): {exc}", engine=self.name) from None
 
     async def ask(
@@ -206,11 +192,11 @@ class OpenAIEngine:
     async def _call_checked(self, parts: list[dict[str, Any]], thinking: bool, **ctx: Any) -> Reply:
         try:
             return await self._call(parts, thinking, **ctx)
-        except _Refused as exc:
+        except Refused as exc:
             raise EngineError(f"server refused the request ({exc.status}): {exc}", engine=self.name) from None
 
     async def _call(self, parts: list[dict[str, Any]], thinking: bool, **ctx: Any) -> Reply:
-        """One chat completion with retries; raises EngineError when giving up, _Refused on a 4xx."""
+        """One chat completion with retries; raises EngineError when giving up, Refused on a 4xx."""
         client, sem = self._resources()
         body = self.request_body(parts, thinking)
         est_in = sum(accounting.estimate_text_tokens(p.get("text", "")) for p in parts) + 256 * sum(
@@ -230,7 +216,7 @@ class OpenAIEngine:
                 t0 = time.perf_counter()
                 try:
                     reply = await self._send(client, body, est_in, t0)
-                except _Retryable as exc:
+                except Retryable as exc:
                     last = f"{exc.kind}: {exc}"
                     self.breaker.failure()
                     self.stats.error(exc.kind)
@@ -244,7 +230,7 @@ class OpenAIEngine:
                     )
                     await asyncio.sleep(delay)
                     continue
-                except _Refused:
+                except Refused:
                     self.breaker.success()  # the server is alive; the request is the problem
                     self.stats.error("refused")
                     raise
@@ -264,20 +250,20 @@ class OpenAIEngine:
                 async with client.stream("POST", "/chat/completions", json=body) as resp:
                     if resp.status_code >= 400:
                         await resp.aread()
-                        _raise_for_status(resp)
-                    content, reasoning, usage_body, model = await _read_sse(resp)
+                        raise_for_status(resp)
+                    content, reasoning, usage_body, model = await read_sse(resp)
                     data: dict[str, Any] = {"usage": usage_body, "model": model}
             else:
                 resp = await client.post("/chat/completions", json=body)
-                _raise_for_status(resp)
-                data = _json_object(resp.content)
-                content, reasoning, model = _message(data)
+                raise_for_status(resp)
+                data = json_object(resp.content)
+                content, reasoning, model = message(data)
         except httpx.TimeoutException as exc:
-            raise _Retryable(
+            raise Retryable(
                 "timeout", f"no answer within {self.cfg.timeout_s} s ({type(exc).__name__})"
             ) from exc
         except httpx.TransportError as exc:
-            raise _Retryable("transport", f"{type(exc).__name__}: {exc}") from exc
+            raise Retryable("transport", f"{type(exc).__name__}: {exc}") from exc
         latency = (time.perf_counter() - t0) * 1000
         usage = accounting.usage_from_response(data, self.cfg.prices, est_in=est_in, est_out_text=content)
         return Reply(content, reasoning, usage, latency, str(model or ""))
@@ -316,7 +302,7 @@ class OpenAIEngine:
         return self.breaker.state
 
 
-# --- protocol helpers ----------------------------------------------------------------------------
+# --- helpers ---------------------------------------------------------------------------------------
 
 
 def _text(s: str) -> dict[str, Any]:
@@ -325,81 +311,3 @@ def _text(s: str) -> dict[str, Any]:
 
 def _join(*parts: str | None) -> str | None:
     return "\n".join(p for p in parts if p) or None
-
-
-def _raise_for_status(resp: httpx.Response) -> None:
-    if resp.status_code < 400:
-        return
-    detail = _error_detail(resp)
-    if resp.status_code in RETRYABLE_STATUS:
-        ra = resp.headers.get("retry-after")
-        retry_after = float(ra) if ra and ra.replace(".", "", 1).isdigit() else None
-        raise _Retryable(f"http_{resp.status_code}", f"HTTP {resp.status_code}: {detail}", retry_after)
-    raise _Refused(resp.status_code, f"HTTP {resp.status_code}: {detail}")
-
-
-def _error_detail(resp: httpx.Response) -> str:
-    try:
-        err = resp.json().get("error")
-        if isinstance(err, dict):
-            return str(err.get("message", err))
-        return str(err or resp.text[:200])
-    except (ValueError, AttributeError):
-        return resp.text[:200]
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise _Retryable("malformed", f"response is not JSON: {raw[:80]!r}") from None
-    if not isinstance(data, dict):
-        raise _Retryable("malformed", "response is not a JSON object")
-    return data
-
-
-def _message(data: dict[str, Any]) -> tuple[str, str | None, str]:
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise _Retryable("malformed", "response has no choices")
-    msg = choices[0].get("message")
-    if not isinstance(msg, dict):
-        raise _Retryable("malformed", "response choice has no message")
-    content = msg.get("content")
-    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-    return (
-        content if isinstance(content, str) else "",
-        reasoning if isinstance(reasoning, str) else None,
-        str(data.get("model") or ""),
-    )
-
-
-async def _read_sse(resp: httpx.Response) -> tuple[str, str | None, Any, str]:
-    content: list[str] = []
-    reasoning: list[str] = []
-    usage: Any = None
-    model = ""
-    done = False
-    async for line in resp.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            done = True
-            break
-        try:
-            chunk = json.loads(payload)
-        except ValueError:
-            raise _Retryable("malformed", f"bad stream chunk: {payload[:80]!r}") from None
-        model = str(chunk.get("model") or model)
-        usage = chunk.get("usage") or usage
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if isinstance(delta.get("content"), str):
-                content.append(delta["content"])
-            r = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(r, str):
-                reasoning.append(r)
-    if not done:
-        raise _Retryable("malformed", "stream ended without [DONE]")
-    return "".join(content), "".join(reasoning) or None, usage, model
