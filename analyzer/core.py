@@ -100,7 +100,11 @@ class FrameProcessor:
         if not queries:
             self.counters["frames_without_query"] += 1
             return out
-        if self.skip_stale and (utcnow() - meta.wall_ts).total_seconds() > self.config.max_lag_s:
+        if (
+            self.skip_stale
+            and meta.live
+            and (utcnow() - meta.wall_ts).total_seconds() > self.config.max_lag_s
+        ):
             self.counters["skipped_lag"] += 1
             for q in queries:  # time still passes for the tracks
                 if q.kind == "grounding":

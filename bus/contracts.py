@@ -69,6 +69,7 @@ class FrameMeta(Envelope):
     keyframe: bool = False
     motion_score: float | None = None
     sampled_reason: Literal["sample", "motion", "scene_change", "heartbeat", "keyframe", "first"] = "sample"
+    live: bool = Field(True, description="paced like a camera; false for a file played as fast as possible")
 
 
 class ObjectEvent(Envelope):

@@ -33,6 +33,7 @@ from ingest.urls import ResolvedSource, SourceRefused, resolve
 
 log = logging.getLogger(__name__)
 CameraState = Literal["starting", "streaming", "reconnecting", "stopped", "failed"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HEADER_ROOM = 4096  # bytes kept free in a frame message for the key and the FrameMeta header
 
 
@@ -49,6 +50,7 @@ class _Item:
     session: str
     pts_s: float
     wall_ts: datetime
+    live: bool
     keyframe: bool
     reason: Reason
     score: float | None
@@ -219,6 +221,12 @@ class CameraWorker:
         except Exception:
             log.warning("end-of-stream marker not sent", exc_info=True, extra=self._extra)
 
+    def _recorded_at(self) -> datetime:
+        try:
+            return datetime.fromtimestamp(os.stat(self._src.target).st_mtime, UTC) if self._src else _EPOCH
+        except OSError:
+            return _EPOCH
+
     def _new_session(self, live: bool) -> str:
         """A live connection gets a fresh id. A file's id follows from the file itself (and the loop
         count), so replaying it — or restarting ingest — yields the same frames and downstream ids."""
@@ -285,7 +293,10 @@ class CameraWorker:
             scene_threshold=self.cfg.scene_threshold,
         )
         pacer = Pacer(self._stop) if plan.realtime and not source.live else None
-        started = datetime.now(UTC)
+        # Paced sources are stamped with the clock; a file played as fast as possible is stamped with
+        # when it was recorded (its mtime) plus media time, so a replay is the same every time.
+        live = source.live or plan.realtime
+        started = datetime.now(UTC) if live else self._recorded_at()
         pts0: float | None = None
         frames = 0
         counter = metrics.FRAMES_DECODED.labels(plan.camera_id)
@@ -319,6 +330,7 @@ class CameraWorker:
                     self.session,
                     d.pts_s,
                     wall,
+                    live,
                     d.keyframe,
                     decision.reason,
                     decision.score,
@@ -372,6 +384,7 @@ class CameraWorker:
             keyframe=item.keyframe,
             motion_score=None if item.score is None else round(item.score, 5),
             sampled_reason=item.reason,
+            live=item.live,
         )
         self.sink.frame(meta, enc.jpeg)
         with self._lock:
