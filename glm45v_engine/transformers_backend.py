@@ -38,6 +38,7 @@ from glm45v_engine.types import (
 
 log = logging.getLogger("sightline.engine.transformers")
 BATCH_WAIT_S = 0.01  # how long the batcher waits for more concurrent requests to join
+QUEUE_BATCHES = 8  # pending requests beyond this many batches make callers wait
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ class TransformersEngine:
 
     async def _submit(self, images: list[Image], parts: list[str | None], thinking: bool) -> Generated:
         if self._queue is None or self._worker is None or self._worker.done():
-            self._queue = asyncio.Queue()
+            # Bounded; policy "block": a caller beyond the bound waits (backpressure), nothing is dropped.
+            self._queue = asyncio.Queue(maxsize=self.cfg.max_batch * QUEUE_BATCHES)
             self._worker = asyncio.get_running_loop().create_task(self._batch_loop(self._queue))
         job = _Job(images, parts, thinking)
         await self._queue.put(job)
