@@ -1,7 +1,7 @@
 """Measure an engine on an annotated video with the raw per-frame box path.
 
     python -m analyzer.eval_vtest [--truth tests/data/vtest_people_0-20s.json] [--video PATH]
-                                  [--query people] [--iou 0.5 --iou 0.3]
+                                  [--query people] [--iou 0.5 --iou 0.3] [--min-width W] [--trim DX DY]
 
 Decodes the frames at the truth's annotated instants, asks the CPU baseline engine for boxes
 on each (no tracking, no events), and scores them with `score_boxes`. This is the number
@@ -21,6 +21,7 @@ import av
 from analyzer.eval_match import Prediction
 from analyzer.scoring import Scores, score_boxes
 from analyzer.truth import TIME_EPS, GroundTruth, load_truth
+from configs.engine import BaselineEngineConfig
 from glm45v_engine.baseline import BaselineEngine
 from glm45v_engine.types import Frame, Image
 
@@ -46,19 +47,38 @@ def frames_at(video: str | Path, times: Sequence[float]) -> list[Frame]:
     return out
 
 
-async def baseline_predictions(frames: Sequence[Frame], query: str) -> list[Prediction]:
-    engine = BaselineEngine()
+async def baseline_predictions(
+    frames: Sequence[Frame], query: str, config: BaselineEngineConfig | None = None
+) -> list[Prediction]:
+    engine = BaselineEngine(config)
     groundings = await engine.ground(frames, query)
     return [
-        Prediction(t=round(f.pts_s or 0.0, 6), bbox=b.bbox, label=b.label or "", score=b.score)
+        Prediction(t=f.pts_s or 0.0, bbox=b.bbox, label=b.label or "", score=b.score)
         for f, g in zip(frames, groundings, strict=True)
         for b in g.boxes
     ]
 
 
-def measure(truth: GroundTruth, video: str | Path, query: str, ious: Sequence[float]) -> list[Scores]:
+def trim(p: Prediction, dx: float, dy: float) -> Prediction:
+    """Shrink a box by fractions of its width/height on each side (diagnostic: HOG windows are padded)."""
+    x1, y1, x2, y2 = p.bbox
+    w, h = x2 - x1, y2 - y1
+    return p.model_copy(update={"bbox": (x1 + dx * w, y1 + dy * h, x2 - dx * w, y2 - dy * h)})
+
+
+def measure(
+    truth: GroundTruth,
+    video: str | Path,
+    query: str,
+    ious: Sequence[float],
+    *,
+    config: BaselineEngineConfig | None = None,
+    trim_xy: tuple[float, float] | None = None,
+) -> list[Scores]:
     frames = frames_at(video, truth.annotated_times())
-    preds = asyncio.run(baseline_predictions(frames, query))
+    preds = asyncio.run(baseline_predictions(frames, query, config))
+    if trim_xy:
+        preds = [trim(p, *trim_xy) for p in preds]
     return [score_boxes(preds, truth, iou=v) for v in ious]
 
 
@@ -70,12 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--video", default=None, help="default: the installed vtest.avi")
     ap.add_argument("--query", default="people")
     ap.add_argument("--iou", type=float, action="append", help="repeatable; default 0.5")
+    ap.add_argument("--min-width", type=int, default=None, help="baseline: upscale frames narrower than this")
+    ap.add_argument(
+        "--trim", type=float, nargs=2, metavar=("DX", "DY"), default=None,
+        help="diagnostic: shrink each predicted box by these fractions of its width/height per side",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     video = args.video or vtest_path()
     if video is None:
         ap.error("vtest.avi not found; install opencv-doc or pass --video")
     truth = load_truth(args.truth)
-    for scores in measure(truth, video, args.query, args.iou or [0.5]):
+    config = BaselineEngineConfig(min_width=args.min_width) if args.min_width else None
+    trim_xy = (args.trim[0], args.trim[1]) if args.trim else None
+    for scores in measure(truth, video, args.query, args.iou or [0.5], config=config, trim_xy=trim_xy):
         print(scores.table(), end="\n\n")
     return 0
 
