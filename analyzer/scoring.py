@@ -182,14 +182,17 @@ def score_events(
     tol = _tolerance(truth, time_tol_s)
     at: dict[float, list[Prediction]] = defaultdict(list)
     lifetimes = []
+    times = truth.annotated_times()
     for track_id, evs in sorted(tracks.items()):
         evs.sort(key=lambda e: (e.pts_s, PHASE_ORDER[e.phase]))
         life = _lifetime(track_id, evs)
         lifetimes.append(life)
-        for t in truth.annotated_times():
-            if life.start_s - tol <= t <= life.end_s + tol:
-                box = _held_box(evs, t + tol)
-                at[t].append(Prediction(t=t, bbox=box.bbox, label=box.label, track_id=track_id))
+        pts = [e.pts_s for e in evs]
+        lo = bisect.bisect_left(times, life.start_s - tol - TIME_EPS)
+        hi = bisect.bisect_right(times, life.end_s + tol + TIME_EPS)
+        for t in times[lo:hi]:
+            box = evs[max(bisect.bisect_right(pts, t + tol) - 1, 0)]  # latest at or before t
+            at[t].append(Prediction(t=t, bbox=box.bbox, label=box.label, track_id=track_id))
     return _score(
         at, truth, lifetimes, iou_threshold=iou, match_labels=match_labels, aliases=aliases,
         unjudged=0, source="events",
@@ -204,12 +207,6 @@ def _lifetime(track_id: str, evs: Sequence[ObjectEvent]) -> Lifetime:
         track_id=track_id, label=evs[0].label,
         start_s=starts[0] if starts else evs[0].pts_s, end_s=ends[-1] if ends else evs[-1].pts_s,
     )  # fmt: skip
-
-
-def _held_box(evs: Sequence[ObjectEvent], t: float) -> ObjectEvent:
-    """The latest event at or before t (the first one when t is just before the start)."""
-    idx = bisect.bisect_right([e.pts_s for e in evs], t) - 1
-    return evs[max(idx, 0)]
 
 
 def _score(

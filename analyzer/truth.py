@@ -11,6 +11,7 @@ nothing is a false positive. Predictions at other instants cannot be judged.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Iterable
@@ -136,10 +137,16 @@ class GroundTruth(_Frozen):
         if dup:
             raise ValueError(f"object ids must be unique; repeated: {dup}")
         v = self.video
+        times = sorted(self.times)
+        for t in times:
+            if not v.start_s - TIME_EPS <= t <= v.end_s + TIME_EPS:
+                raise ValueError(f"annotated time {t} is outside the segment {v.start_s}..{v.end_s}")
         for o in self.objects:
             for b in o.boxes:
                 if not v.start_s - TIME_EPS <= b.t <= v.end_s + TIME_EPS:
                     raise ValueError(f"object {o.id!r}: box at t={b.t} is outside the segment")
+                if times and not _listed(times, b.t):
+                    raise ValueError(f"object {o.id!r}: box at t={b.t} is not one of the annotated `times`")
                 x1, y1, x2, y2 = b.bbox
                 if x1 < -1 or y1 < -1 or x2 > v.width + 1 or y2 > v.height + 1:
                     raise ValueError(f"object {o.id!r}: box {list(b.bbox)} at t={b.t} leaves the frame")
@@ -156,6 +163,11 @@ class GroundTruth(_Frozen):
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=1)
+
+
+def _listed(times: list[float], t: float) -> bool:
+    i = bisect.bisect_left(times, t - TIME_EPS)
+    return i < len(times) and abs(times[i] - t) <= TIME_EPS
 
 
 def load_truth(path: str | Path, *, fps: float | None = None, **mot_options: object) -> GroundTruth:

@@ -70,6 +70,8 @@ def test_explicit_times_are_sorted_and_used(tmp_path: Path) -> None:
             "increasing and unique",
         ),
         ({"objects": [obj(), obj()]}, "repeated"),
+        ({"times": [0.5]}, "not one of the annotated `times`"),
+        ({"times": [1.0, 5.5, 11.0]}, "outside the segment 0.0..10.0"),
         ({"objects": [obj(colour="red")]}, "Extra inputs"),
     ],
 )
