@@ -21,6 +21,8 @@ def main() -> int:
     ap.add_argument("--file", help="file to serve once, in real time (default: endless test pattern)")
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--size", default="640x480")
+    ap.add_argument("--user", help="require RTSP basic auth with this user (and --password)")
+    ap.add_argument("--password", default="")
     a = ap.parse_args()
 
     import gi  # type: ignore[import-not-found, unused-ignore]
@@ -46,6 +48,15 @@ def main() -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(a.port))
+    if a.user:
+        # Only this user may see or build the stream; anyone else gets 401 Unauthorized.
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "user")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password), token)
+        server.set_auth(auth)
+        perms = "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+        factory.add_role_from_structure(Gst.Structure.new_from_string(perms))
     server.get_mount_points().add_factory(a.path, factory)
     if server.attach(None) == 0:
         print(f"cannot listen on port {a.port}", file=sys.stderr)

@@ -7,6 +7,7 @@ that sampling or gating discard cost only their decode.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from configs.settings import IngestConfig
 from ingest.urls import PROTOCOLS, ResolvedSource
 
 log = logging.getLogger(__name__)
+_CREDENTIALS = re.compile(r"(\w+://[^:/@\s]+):[^@\s]+@")
 
 
 class SourceError(Exception):
@@ -142,4 +144,5 @@ def classify_open_error(exc: Exception, src: ResolvedSource) -> SourceError:
 
 def _ffmpeg_reason(exc: Exception) -> str:
     strerror = getattr(exc, "strerror", None)
-    return str(strerror or exc).splitlines()[0][:300]
+    text = str(strerror or exc).splitlines()[0][:300]
+    return _CREDENTIALS.sub(r"\1:***@", text)  # FFmpeg quotes the URL, password included

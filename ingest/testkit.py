@@ -19,6 +19,7 @@ from bus.contracts import CameraSpec, ControlMessage, EndOfStream, FrameMeta, St
 from bus.kafka import Producer, decode_end_of_stream, decode_frame, ensure_topics
 from bus.topics import Topics
 from configs import Settings
+from ingest.plan import CameraPlan
 
 
 @contextmanager
@@ -109,14 +110,26 @@ def rtsp_server_available() -> bool:
 class RtspServer:
     """The GStreamer test server as a subprocess that can be killed and started again on the same port."""
 
-    def __init__(self, port: int, *, path: str = "/cam", fps: int = 25, size: str = "640x480") -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        path: str = "/cam",
+        fps: int = 25,
+        size: str = "640x480",
+        user: str = "",
+        password: str = "",
+    ) -> None:
         self.port, self.path, self.fps, self.size = port, path, fps, size
+        self.user, self.password = user, password
         self.url = f"rtsp://127.0.0.1:{port}{path}"
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout_s: float = 15.0) -> None:
         cmd = [SYSTEM_PYTHON, RTSP_SERVER, "--port", str(self.port), "--path", self.path]
         cmd += ["--fps", str(self.fps), "--size", self.size]
+        if self.user:
+            cmd += ["--user", self.user, "--password", self.password]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout_s
@@ -129,6 +142,15 @@ class RtspServer:
                 raise RuntimeError(f"RTSP test server exited: {err[-500:]}")
         self.kill()
         raise TimeoutError("RTSP test server did not become ready")
+
+    def freeze(self) -> None:
+        """SIGSTOP: the socket stays open but nothing arrives (a hung camera)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -186,3 +208,9 @@ class MemorySink:
         ok = self.wait_for(lambda s: any(u.state in states for u in s.updates), timeout_s)
         assert ok, f"no state in {states} within {timeout_s}s: {self.states()}"
         return next(u for u in self.updates if u.state in states)
+
+
+def make_plan(url: str, camera_id: str = "cam", **overrides: Any) -> CameraPlan:
+    """A camera plan with test defaults: 2 fps, gate always, replay (not realtime), no loop."""
+    fields: dict[str, Any] = {"sample_fps": 2.0, "gate": "always", "realtime": False, "loop": False}
+    return CameraPlan(camera_id=camera_id, url=url, **{"keyframes_only": False, **fields, **overrides})

@@ -13,7 +13,17 @@ from bus.contracts import CameraSpec, StatusUpdate
 from bus.kafka import decode_end_of_stream, decode_frame
 from bus.topics import Topics
 from configs import Settings
-from ingest.testkit import RtspServer, TopicReader, register, rtsp_server_available, running_ingest
+from configs.settings import IngestConfig
+from ingest.camera import CameraWorker
+from ingest.testkit import (
+    MemorySink,
+    RtspServer,
+    TopicReader,
+    make_plan,
+    register,
+    rtsp_server_available,
+    running_ingest,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -112,3 +122,51 @@ def test_rtsp_camera_reconnects_after_the_server_dies_and_comes_back(
     assert again is not None and again.source_session not in ("", first_session)
     reconnecting = watch.state_since(killed, "reconnecting")
     assert reconnecting is not None and "retry in" in reconnecting.reason
+
+
+def _camera(url: str, **cfg: float) -> tuple[CameraWorker, MemorySink]:
+    plan = make_plan(url, sample_fps=5.0)
+    sink = MemorySink(keep_jpeg=False)
+    worker = CameraWorker(plan, IngestConfig.model_validate(cfg), sink)
+    worker.start()
+    return worker, sink
+
+
+def test_wrong_credentials_fail_with_a_reason_that_does_not_leak_the_password() -> None:
+    need(rtsp_server_available(), "GStreamer RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is missing")
+    with RtspServer(free_port(), user="admin", password="s3cret") as server:
+        wrong = server.url.replace("rtsp://", "rtsp://admin:hunter2@")
+        worker, sink = _camera(wrong)
+        final = sink.wait_state(("failed",), 15)
+        assert worker.join(5)
+        assert "unauthorized" in final.reason and "hunter2" not in final.reason
+        assert "streaming" not in sink.states()
+
+        right, ok = _camera(server.url.replace("rtsp://", "rtsp://admin:s3cret@"))
+        ok.wait_state(("streaming",), 15)
+        assert ok.wait_for(lambda s: len(s.frames) >= 3, 10)
+        right.stop()
+        assert right.join(5)
+
+
+def test_a_frozen_camera_is_caught_by_the_read_watchdog_and_recovers() -> None:
+    need(rtsp_server_available(), "GStreamer RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is missing")
+    with RtspServer(free_port()) as server:
+        worker, sink = _camera(server.url, read_timeout_s=1.0, open_timeout_s=2.0, reconnect_max_s=1.0)
+        try:
+            assert sink.wait_for(lambda s: len(s.frames) >= 3, 15)
+            server.freeze()
+            frozen = time.monotonic()
+            sink.wait_state(("reconnecting",), 10)
+            stalled = time.monotonic() - frozen
+            print(f"stall detected after {stalled:.1f}s (read timeout 1 s)")
+            assert stalled < 5.0
+            reason = next(u.reason for u in sink.updates if u.state == "reconnecting")
+            assert "timed out" in reason
+            server.thaw()
+            n = len(sink.updates)
+            assert sink.wait_for(lambda s: "streaming" in [u.state for u in s.updates[n:]], 15), sink.states()
+        finally:
+            server.thaw()
+            worker.stop()
+            assert worker.join(10)

@@ -96,7 +96,7 @@ def test_motion_gate_ignores_noise_and_sees_a_moving_block() -> None:
     gate = MotionGate(heartbeat_s=1000.0, threshold=0.01)
 
     def noisy(img: np.ndarray) -> np.ndarray:
-        return np.clip(img.astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+        return np.asarray(np.clip(img.astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255), np.uint8)
 
     assert gate.decide(_frame(noisy(base)), 0.0).reason == "first"
     for t in range(1, 5):
