@@ -151,7 +151,7 @@ def score_boxes(
     lifetimes = [Lifetime(track_id=k, start_s=s, end_s=e) for k, (s, e) in spans.items()]
     return _score(
         at, truth, lifetimes, iou_threshold=iou, match_labels=match_labels, aliases=aliases,
-        unjudged=unjudged, source="boxes",
+        unjudged=unjudged, source="boxes", tol=tol,
     )  # fmt: skip
 
 
@@ -195,7 +195,7 @@ def score_events(
             at[t].append(Prediction(t=t, bbox=box.bbox, label=box.label, track_id=track_id))
     return _score(
         at, truth, lifetimes, iou_threshold=iou, match_labels=match_labels, aliases=aliases,
-        unjudged=0, source="events",
+        unjudged=0, source="events", tol=tol,
     )  # fmt: skip
 
 
@@ -219,6 +219,7 @@ def _score(
     aliases: Mapping[str, str] | None,
     unjudged: int,
     source: str,
+    tol: float,
 ) -> Scores:
     tp = fp = fn = ignored = 0
     hit_ious: list[float] = []
@@ -277,6 +278,7 @@ def _score(
             )
         )
     fragmented = sum(1 for s in seen_tracks.values() if len(s) > 1)
+    in_segment = sum(1 for lt in lifetimes if _in_segment(lt, truth, tol))
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     starts = [v[1] for v in timing.values() if v[1] is not None]
@@ -287,7 +289,7 @@ def _score(
         precision=precision, recall=recall,
         f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         mean_iou=statistics.fmean(hit_ious) if hit_ious else None,
-        truth_objects=len(objects), tracks=len(lifetimes), associated_tracks=len(timing),
+        truth_objects=len(objects), tracks=in_segment, associated_tracks=len(timing),
         id_switches=sum(switches.values()), fragmented_objects=fragmented,
         start_error_mean_s=statistics.fmean(starts) if starts else None,
         start_error_median_s=statistics.median(starts) if starts else None,
@@ -300,21 +302,31 @@ def _score(
 def _timing(
     truth: GroundTruth, lifetimes: Sequence[Lifetime], co: Mapping[tuple[str, str], int]
 ) -> dict[str, tuple[str, float, float]]:
-    """object id -> (associated track, |start error|, |end error|)."""
+    """object id -> (associated track, |start error|, |end error|).
+
+    Track lifetimes are clipped to the annotated segment, as the truth's intervals are: a track
+    that goes on after the segment ends is not late, the segment is short.
+    """
     frame_s = 1.0 / truth.video.fps
     by_id = {o.id: o for o in truth.objects}
-    lives = {lt.track_id: lt for lt in lifetimes}
-    tiou = {
-        (t, o): temporal_iou((lives[t].start_s, lives[t].end_s), by_id[o].intervals, frame_s)
-        for t, o in co
-        if t in lives
-    }
+    lives = {lt.track_id: _clip(lt, truth) for lt in lifetimes}
+    tiou = {(t, o): temporal_iou(lives[t], by_id[o].intervals, frame_s) for t, o in co if t in lives}
     out = {}
     for t, o in associate_tracks({k: v for k, v in co.items() if k[0] in lives}, tiou):
-        span = (lives[t].start_s, lives[t].end_s)
+        span = lives[t]
         start, end = best_interval(span, by_id[o].intervals, frame_s)
         out[o] = (t, abs(span[0] - start), abs(span[1] - end))
     return out
+
+
+def _clip(life: Lifetime, truth: GroundTruth) -> tuple[float, float]:
+    v = truth.video
+    start, end = max(life.start_s, v.start_s), min(life.end_s, v.end_s)
+    return (start, max(start, end))
+
+
+def _in_segment(life: Lifetime, truth: GroundTruth, tol: float) -> bool:
+    return life.end_s >= truth.video.start_s - tol and life.start_s <= truth.video.end_s + tol
 
 
 def _truth_index(truth: GroundTruth) -> dict[float, tuple[list[TruthAt], list[TruthAt]]]:

@@ -260,3 +260,19 @@ def test_events_of_several_streams_need_a_choice() -> None:
     assert score_events(evs, t, query_id="q").tp == 1
     assert score_events(evs, t, query_id="other").tp == 1
     assert score_events(evs, t, camera_id="elsewhere").fn == 1
+
+
+def test_timing_is_judged_inside_the_annotated_segment() -> None:
+    """Segment 0..2 s. Track k starts at 0.3 and is still alive at 9 s: start error 0.3, end error 0
+    (P is in view to the end of the segment and k was too). Track z lives 5..6 s, after the
+    segment: it is neither a track of this segment nor a false positive."""
+    t = truth([person("P", [[0, 2]], [(1.0, [0, 0, 10, 10])])], [1.0])
+    events = [
+        event("k", "start", 0.3, (0, 0, 10, 10)),
+        event("k", "update", 9.0, (0, 0, 10, 10)),
+        event("z", "start", 5.0, (0, 0, 10, 10)),
+        event("z", "end", 6.0, (0, 0, 10, 10)),
+    ]
+    s = score_events(events, t)
+    assert (s.tp, s.fp, s.tracks) == (1, 0, 1)
+    assert s.start_error_mean_s == pytest.approx(0.3) and s.end_error_mean_s == 0.0
