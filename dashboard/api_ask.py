@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from bus.contracts import ID_PATTERN
 from dashboard.auth import presented_key, viewer
 from dashboard.frames import latest_frames
-from dashboard.state import AppState, get_state
+from dashboard.state import AppState, get_state, unprocessable
 from glm45v_engine import Clip, EngineError, Frame, UnsupportedQuery
 
 router = APIRouter(tags=["ask"], dependencies=[viewer])
@@ -91,7 +91,8 @@ async def ask(body: AskIn, request: Request, state: Annotated[AppState, Depends(
     try:
         answer = await engine.ask(media, body.question, thinking=body.thinking)
     except UnsupportedQuery as exc:
-        raise HTTPException(422, f"the {engine.name} engine cannot answer this: {exc}") from None
+        msg = f"the {engine.name} engine cannot answer this: {exc}"
+        raise unprocessable(["body", "question"], msg, "unsupported_question") from None
     except EngineError as exc:
         log.warning("ask failed: %s", exc, extra={"camera_id": body.camera_id})
         raise HTTPException(502, f"the engine failed: {exc}") from None

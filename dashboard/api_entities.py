@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec
 from dashboard.auth import admin, viewer
-from dashboard.state import AppState, get_state
+from dashboard.state import AppState, get_state, unprocessable
 from sinks.redact import redact_url
 
 router = APIRouter(tags=["cameras and queries"], dependencies=[viewer])
@@ -96,14 +96,17 @@ def _check_scheme(state: AppState, url: str) -> None:
     scheme = m.group(1).lower() if m else "file"
     allowed = state.settings.ingest.allowed_schemes
     if scheme not in allowed:
-        raise HTTPException(422, f"url scheme {scheme!r} is not allowed; allowed: {', '.join(allowed)}")
+        msg = f"url scheme {scheme!r} is not allowed; allowed: {', '.join(allowed)}"
+        raise unprocessable(["body", "url"], msg, "url_scheme")
 
 
 def _camera_spec(data: dict[str, Any]) -> CameraSpec:
     try:
         return CameraSpec.model_validate(data)
     except ValidationError as exc:  # never echo the input: it may hold a password
-        raise HTTPException(422, [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]) from None
+        raise HTTPException(
+            422, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        ) from None
 
 
 def _statuses(state: AppState) -> dict[str, dict[str, Any]]:
@@ -161,7 +164,9 @@ def _query_spec(data: dict[str, Any]) -> QuerySpec:
     try:
         return QuerySpec.model_validate(data)
     except ValidationError as exc:
-        raise HTTPException(422, [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]) from None
+        raise HTTPException(
+            422, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        ) from None
 
 
 def query_out(q: QuerySpec) -> QueryOut:

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 
 from bus.contracts import ID_PATTERN, Summary
 from dashboard.auth import viewer
-from dashboard.state import AppState, get_state
+from dashboard.state import AppState, get_state, unprocessable
 from sinks.snapshots import SnapshotMissing, resolve_snapshot, snapshot_ref
 from sinks.timeline import Timeline, timeline
 
@@ -42,7 +42,7 @@ def camera_timeline(
 ) -> Timeline:
     """Presence segments (one per tracked object) and summary windows overlapping [since, until)."""
     if since is not None and until is not None and until <= since:
-        raise HTTPException(422, "`until` must be after `since`")
+        raise unprocessable(["query", "until"], "`until` must be after `since`")
     return timeline(state.store, camera_id, since, until)
 
 

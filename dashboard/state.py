@@ -70,6 +70,11 @@ class AppState:
         self.store.close()
 
 
+def unprocessable(loc: list[str | int], msg: str, kind: str = "value_error") -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, so clients parse one format."""
+    return HTTPException(422, [{"loc": loc, "msg": msg, "type": kind}])
+
+
 def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.sightline
     return state
