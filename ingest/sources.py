@@ -135,6 +135,9 @@ def classify_open_error(exc: Exception, src: ResolvedSource) -> SourceError:
                 f"not a readable video file (invalid or truncated data): {reason}", permanent=True
             )
         return SourceError(f"cannot open file: {reason}", permanent=True)
+    if src.kind == "http" and isinstance(exc, av.error.InvalidDataError):
+        # The server answered, with something that is not a video: retrying will not change that.
+        return SourceError(f"not a playable video stream at {src.display}: {reason}", permanent=True)
     if isinstance(exc, av.error.ConnectionRefusedError):
         return SourceError(f"connection refused by {src.display}", permanent=False)
     if isinstance(exc, av.error.HTTPNotFoundError):
