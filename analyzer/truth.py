@@ -186,7 +186,7 @@ def load_truth(path: str | Path, *, fps: float | None = None, **mot_options: obj
     if not p.is_file():
         raise TruthError(f"{p}: no such ground-truth file")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # tolerate a BOM from Windows editors
     except (OSError, UnicodeDecodeError) as e:
         raise TruthError(f"{p}: cannot read as UTF-8 text: {e}") from e
     if text.lstrip().startswith("{"):

@@ -47,6 +47,12 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert again == g
 
 
+def test_json_with_a_byte_order_mark(tmp_path: Path) -> None:
+    p = tmp_path / "bom.json"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(doc()).encode())
+    assert load_truth(p).objects[0].id == "p1"
+
+
 def test_explicit_times_are_sorted_and_used(tmp_path: Path) -> None:
     g = load_truth(write(tmp_path, doc(times=[5.5, 1.0, 3.0])))
     assert g.annotated_times() == (1.0, 3.0, 5.5)
