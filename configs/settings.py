@@ -58,6 +58,9 @@ class IngestConfig(_Section):
     reconnect_max_s: float = Field(30.0, gt=0)
     queue_size: int = Field(32, ge=1)
     worker_id: str | None = None
+    file_reader: Literal["pyav", "decord"] = Field(
+        "pyav", description="local files: PyAV (default, fastest here) or decord (optional package)"
+    )
     status_interval_s: float = Field(2.0, gt=0, description="how often each camera's status is published")
     worker_heartbeat_s: float = Field(2.0, gt=0, description="how often an ingest process says it is alive")
     worker_ttl_s: float = Field(

@@ -28,7 +28,7 @@ from ingest.framequeue import FrameQueue
 from ingest.gating import Reason, make_gate
 from ingest.plan import CameraPlan
 from ingest.sampling import Pacer, Sampler
-from ingest.sources import SourceError, VideoSource
+from ingest.sources import Source, SourceError, open_source
 from ingest.urls import ResolvedSource, SourceRefused, resolve
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,9 @@ class CameraWorker:
         backoff = Backoff(self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s)
         while not self._stop.is_set():
             try:
-                source = VideoSource(src, self.cfg, keyframes_only=self.plan.keyframes_only)
+                source = open_source(
+                    src, self.cfg, sample_fps=self.plan.sample_fps, keyframes_only=self.plan.keyframes_only
+                )
             except SourceError as exc:
                 if exc.permanent or not live_kind:
                     return "failed", exc.reason
@@ -281,7 +283,7 @@ class CameraWorker:
         self._set_state("reconnecting", f"{reason}; retry in {delay:.1f}s")
         self._stop.wait(delay)
 
-    def _stream(self, source: VideoSource) -> tuple[int, SourceError | None]:
+    def _stream(self, source: Source) -> tuple[int, SourceError | None]:
         """Decode one session; returns (frames decoded, error or None at end of stream)."""
         plan = self.plan
         self.session = self._new_session(source.live)

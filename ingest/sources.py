@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import av.error
@@ -52,6 +52,7 @@ class VideoSource:
             self._container.close()
             raise SourceError("no video stream in the source", permanent=True)
         self.stream = streams[0]
+        self.keyframes_only = keyframes_only
         if keyframes_only:
             # The decoder drops non-key frames itself: no decode cost for them at all. Frame
             # threads would only add hand-off overhead to the few frames left; slices still help.
@@ -67,12 +68,21 @@ class VideoSource:
         self._stall_s = cfg.read_timeout_s * 2
 
     def frames(self) -> Iterator[Decoded]:
-        """Decoded frames in decode order; raises SourceError on read errors and decode stalls."""
-        index = 0
+        """Decoded frames in decode order; raises SourceError on read errors and decode stalls.
+
+        `index` is the frame's position in the stream: with keyframes_only the skipped frames
+        still count (one video packet is one frame), so ids mean the same in both modes.
+        """
+        decoded = 0
+        packets = 0
         last_pts = -1.0
         try:
             for packet in self._container.demux(self.stream):
                 now = time.monotonic()
+                if packet.size:
+                    packets += 1
+                    if self.keyframes_only and packet.is_keyframe:
+                        self.last_progress = now  # long GOPs are not a stall
                 if now - self.last_progress > self._stall_s:
                     # Packets arrive but nothing decodes (garbage, missing keyframes).
                     raise SourceError(
@@ -82,8 +92,9 @@ class VideoSource:
                     pts_s = self._pts_seconds(frame, last_pts)
                     last_pts = pts_s
                     self.last_progress = time.monotonic()
+                    index = packets - 1 if self.keyframes_only else decoded
                     yield Decoded(frame, pts_s, bool(frame.key_frame), index)
-                    index += 1
+                    decoded += 1
         except av.error.ExitError:
             raise SourceError("read timed out (no data from the source)", permanent=False) from None
         except av.error.FFmpegError as exc:
@@ -103,6 +114,24 @@ class VideoSource:
             self._container.close()
         except av.error.FFmpegError:  # pragma: no cover - closing a broken stream
             log.debug("close failed", exc_info=True)
+
+
+class Source(Protocol):
+    """What a camera needs from a source: decoded frames in order, whether it is live, close."""
+
+    live: bool
+
+    def frames(self) -> Iterator[Decoded]: ...
+    def close(self) -> None: ...
+
+
+def open_source(src: ResolvedSource, cfg: IngestConfig, *, sample_fps: float, keyframes_only: bool) -> Source:
+    """PyAV for everything; decord for local files when configured (`ingest.file_reader`)."""
+    if src.kind == "file" and cfg.file_reader == "decord":
+        from ingest.decord_source import DecordSource
+
+        return DecordSource(src, cfg, sample_fps=sample_fps, keyframes_only=keyframes_only)
+    return VideoSource(src, cfg, keyframes_only=keyframes_only)
 
 
 def _open(src: ResolvedSource, cfg: IngestConfig) -> Any:
