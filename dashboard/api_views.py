@@ -39,11 +39,12 @@ def camera_timeline(
     state: Annotated[AppState, Depends(get_state)],
     since: datetime | None = None,
     until: datetime | None = None,
+    query_id: IdQuery = None,
 ) -> Timeline:
     """Presence segments (one per tracked object) and summary windows overlapping [since, until)."""
     if since is not None and until is not None and until <= since:
         raise unprocessable(["query", "until"], "`until` must be after `since`")
-    return timeline(state.store, camera_id, since, until)
+    return timeline(state.store, camera_id, since, until, query_id=query_id)
 
 
 @router.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 
 from bus.topics import Topics
 from configs import Settings
@@ -21,6 +23,7 @@ from dashboard.state import AppState
 from sinks.store import Store
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -52,7 +55,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = health.Metrics(state)
     for module in (health, api_events, live, api_views, api_entities, api_ask):
         app.include_router(module.router)
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _store_down)
     app.middleware("http")(_observe)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
 
@@ -64,13 +68,20 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     """422 without echoing the input back: a rejected camera body may still hold a password."""
+    assert isinstance(exc, RequestValidationError)
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
     return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _store_down(_request: Request, exc: Exception) -> JSONResponse:
+    """The database went away mid-request: say so (503, retryable) instead of a bare 500."""
+    log.warning("store unavailable: %s", type(exc).__name__)
+    return JSONResponse({"detail": "the event store is unavailable; retry shortly"}, status_code=503)
 
 
 async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -8,6 +8,8 @@ import threading
 import time
 
 import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from configs import Settings
 from dashboard.app import create_app
@@ -37,6 +39,11 @@ def serve(settings: Settings) -> int:
         log.error("%s", exc)
         print(f"sightline serve: {exc}", file=sys.stderr)
         return 2
+    except OperationalError as exc:
+        url = make_url(settings.store_url).render_as_string(hide_password=True)
+        log.error("cannot open the event store at %s: %s", url, type(exc).__name__)
+        print(f"sightline serve: cannot open the event store at {url}: {exc.orig}", file=sys.stderr)
+        return 1
     log.info("dashboard on http://%s:%d/", settings.api.host, settings.api.port)
     uvicorn.Server(config).run()
     return 0

@@ -31,6 +31,7 @@ from bus.kafka import (
 from bus.process import State, require_bootstrap, worker_id
 from bus.topics import Topics
 from configs import Settings
+from sinks.redact import install_log_redaction
 from sinks.store import Message, Store
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class Sink:
 
 def run(settings: Settings, stop: threading.Event) -> int:
     bootstrap = require_bootstrap(settings)
+    install_log_redaction()
     wait_for_broker(bootstrap)
     topics = Topics.from_config(settings.bus)
     ensure_topics(bootstrap, topics.all(), settings.bus.partitions, settings.bus.replication)

@@ -82,13 +82,6 @@ class Store:
 
             upgrade(self.engine)
 
-    @classmethod
-    def from_engine(cls, engine: Engine) -> Store:
-        store = cls.__new__(cls)
-        store.url = engine.url.render_as_string()
-        store.engine = engine
-        return store
-
     def close(self) -> None:
         self.engine.dispose()
 

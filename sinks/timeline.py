@@ -54,13 +54,17 @@ def timeline(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 2000,
+    query_id: str | None = None,
 ) -> Timeline:
-    """Tracks and summary windows that overlap [since, until), oldest first."""
+    """Tracks and summary windows that overlap [since, until), oldest first; optionally one query's."""
     tc, sc = t.tracks.c, t.summaries.c
     tq = select(t.tracks).where(tc.camera_id == camera_id).order_by(tc.first_ts, tc.id).limit(limit)
     sq = select(sc.summary_id, sc.query_id, sc.start_ts, sc.end_ts, sc.payload).where(
         sc.camera_id == camera_id
     )
+    if query_id is not None:
+        tq = tq.where(tc.query_id == query_id)
+        sq = sq.where(sc.query_id == query_id)
     if since is not None:
         tq = tq.where(tc.last_ts >= epoch(since))
         sq = sq.where(sc.end_ts >= epoch(since))

@@ -96,3 +96,17 @@ def test_readyz_reports_an_unreachable_broker(make_settings: Callable[..., Setti
         r = c.get("/readyz")
     assert r.status_code == 503
     assert r.json()["checks"]["broker"].startswith("unreachable") and r.json()["checks"]["store"] == "ok"
+
+
+def test_store_outage_is_503_and_unreachable_store_refuses_to_serve(
+    app: tuple[TestClient, Store, Settings], make_settings: Callable[..., Settings]
+) -> None:
+    from dashboard.server import serve
+    from sinks.db import create_engine
+
+    c, store, _ = app
+    store.engine = create_engine("postgresql://postgres@127.0.0.1:1/gone")  # the database goes away
+    r = c.get("/api/events")
+    assert r.status_code == 503 and "unavailable" in r.json()["detail"]
+    assert c.get("/readyz").json()["checks"]["store"].startswith("unreachable")
+    assert serve(make_settings(store={"url": "postgresql://u:pw@127.0.0.1:1/x"})) == 1

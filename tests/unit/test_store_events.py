@@ -14,7 +14,7 @@ from sinks import samples
 from sinks.store import BadCursor, EventFilter, Store
 from sinks.timeline import timeline
 
-PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"  # plain form: the store picks psycopg 3
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,7 +28,7 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type:
 
     need(port_open("127.0.0.1", 5432), "PostgreSQL is not listening on 127.0.0.1:5432")
     schema = f"t_{uuid.uuid4().hex[:12]}"  # one schema per test: parallel runs never share tables
-    admin = create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
+    admin = create_engine(PG_BASE.replace("postgresql:", "postgresql+psycopg:"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     s = Store(f"{PG_BASE}?options=-csearch_path%3D{schema}")
@@ -111,6 +111,7 @@ def test_timeline_has_presence_segments_and_summary_windows(store: Store) -> Non
     ]
     assert tl.segments[0].best_score == 0.95  # the update had the best score
     assert [w.start for w in tl.summaries] == [samples.T0, samples.T0 + timedelta(seconds=10)]
+    assert timeline(store, "cam1", query_id="blue").segments == []
     window = timeline(store, "cam1", samples.T0 + timedelta(seconds=12), samples.T0 + timedelta(seconds=25))
     assert [s.track_id for s in window.segments] == ["b"]
     assert [w.start for w in window.summaries] == [samples.T0 + timedelta(seconds=10)]
