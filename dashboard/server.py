@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 import threading
 import time
+from collections.abc import Generator
 
 import uvicorn
 from sqlalchemy.engine import make_url
@@ -17,6 +20,23 @@ from dashboard.auth import InsecureConfig
 from sinks.redact import install_log_redaction
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after a graceful shutdown, so a clean stop exits -15.
+    A supervisor should see rc 0 for a stop it asked for: handle the signals, do not re-raise."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def _config(settings: Settings, port: int | None = None) -> uvicorn.Config:
@@ -45,7 +65,7 @@ def serve(settings: Settings) -> int:
         print(f"sightline serve: cannot open the event store at {url}: {exc.orig}", file=sys.stderr)
         return 1
     log.info("dashboard on http://%s:%d/", settings.api.host, settings.api.port)
-    uvicorn.Server(config).run()
+    _Server(config).run()
     return 0
 
 
@@ -53,7 +73,7 @@ class BackgroundServer:
     """The app on a real socket in a thread (port 0 = pick a free one); `url` once started."""
 
     def __init__(self, settings: Settings, port: int = 0) -> None:
-        self.server = uvicorn.Server(_config(settings, port))
+        self.server = _Server(_config(settings, port))
         self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
 
     def start(self, timeout_s: float = 15.0) -> BackgroundServer:
