@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
@@ -27,10 +27,17 @@ POLL_S = 0.5
 HEARTBEAT_S = 15.0
 
 
+def _message(seq: int, payload: dict[str, Any]) -> str:
+    return f"id: {seq}\nevent: object_event\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
 async def _feed(
-    request: Request, state: AppState, flt: EventFilter, after: int, max_s: float | None
+    request: Request, state: AppState, flt: EventFilter, after: int, max_s: float | None, backlog: int
 ) -> AsyncIterator[str]:
     yield "retry: 2000\n\n"
+    if backlog:  # history and live from one cursor: nothing lost between "load" and "subscribe"
+        for seq, payload in await run_in_threadpool(state.store.events_up_to, after, flt, backlog):
+            yield _message(seq, payload)
     started = last_beat = time.monotonic()
     while True:
         if await request.is_disconnected():
@@ -38,7 +45,7 @@ async def _feed(
         rows = await run_in_threadpool(state.store.events_after, after, flt)
         for seq, payload in rows:
             after = seq
-            yield f"id: {seq}\nevent: object_event\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+            yield _message(seq, payload)
         now = time.monotonic()
         if max_s is not None and now - started >= max_s:
             return
@@ -62,13 +69,16 @@ async def stream_events(
     max_s: Annotated[
         float | None, Query(gt=0, le=86400, description="close the stream after this long")
     ] = None,
+    backlog: Annotated[int, Query(ge=0, le=500, description="first send the last N stored events")] = 0,
 ) -> StreamingResponse:
     """Events stored from now on (or after `Last-Event-ID`), as `text/event-stream`."""
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     if after is None:
         after = await run_in_threadpool(state.store.last_seq)
+    else:
+        backlog = 0  # a reconnect resumes exactly where it stopped
     return StreamingResponse(
-        _feed(request, state, flt, after, max_s),
+        _feed(request, state, flt, after, max_s, backlog),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -266,6 +266,14 @@ class Store:
         with self.engine.connect() as conn:
             return [(int(r.seq), json.loads(r.payload)) for r in conn.execute(q)]
 
+    def events_up_to(self, seq: int, flt: EventFilter, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """The last `limit` events that arrived at or before `seq`, in arrival order (a feed's backlog)."""
+        c = t.events.c
+        q = flt.where(select(c.seq, c.payload)).where(c.seq <= seq).order_by(c.seq.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = [(int(r.seq), json.loads(r.payload)) for r in conn.execute(q)]
+        return rows[::-1]
+
     def last_seq(self) -> int:
         with self.engine.connect() as conn:
             value = conn.execute(select(func.max(t.events.c.seq))).scalar()

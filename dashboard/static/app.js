@@ -151,19 +151,19 @@ function addToFeed(ev, fresh) {
   while (body.children.length > FEED_MAX) body.lastChild.remove();
 }
 
-async function startFeed() {
-  try {
-    const page = await api("/api/events?limit=30");
-    page.items.reverse().forEach((ev) => addToFeed(ev, false));
-  } catch (_) { /* shown by the connection pill */ }
+function startFeed() {
   if (state.feed) state.feed.close();
-  const source = new EventSource(withKey("/api/events/stream"));
+  $("#feed tbody").replaceChildren();
+  // backlog: the latest events and the live ones come from one cursor, so none fall in between.
+  const source = new EventSource(withKey("/api/events/stream?backlog=30"));
   state.feed = source;
+  state.live = false;
+  setTimeout(() => { state.live = true; }, 1000);  // rows after the backlog flash as new
   source.onopen = () => { $("#conn").textContent = "live"; $("#conn").className = "pill ok"; };
   source.onerror = () => { $("#conn").textContent = "reconnecting…"; $("#conn").className = "pill bad"; };
   source.addEventListener("object_event", (msg) => {
     const ev = JSON.parse(msg.data);
-    addToFeed(ev, true);
+    addToFeed(ev, state.live);
     scheduleTimeline(ev.camera_id);
     if (ev.snapshot) {
       const img = document.querySelector(`.card[data-camera="${CSS.escape(ev.camera_id)}"] img`);
@@ -247,7 +247,20 @@ $("#key-form").addEventListener("submit", (e) => {
 
 $("#range").addEventListener("change", () => state.cameras.forEach((c) => drawTimeline(c.id)));
 
-function refreshAll() { loadCameras(); loadQueries(); loadSummaries(); }
+async function loadWorkers() {
+  try {
+    const all = await api("/api/status");
+    const workers = all.filter((s) => s.component !== "camera" && s.state !== "stopped");
+    $("#workers").replaceChildren(...workers.map((s) => {
+      const pill = statusPill(s);
+      pill.textContent = `${s.component} ${s.state}`;
+      pill.title = s.id + (s.reason ? `: ${s.reason}` : "");
+      return pill;
+    }));
+  } catch (_) { /* keep the old pills */ }
+}
+
+function refreshAll() { loadCameras(); loadQueries(); loadSummaries(); loadWorkers(); }
 
 refreshAll();
 startFeed();

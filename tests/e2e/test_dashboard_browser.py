@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import need
 
+from bus.contracts import StatusUpdate
 from bus.kafka import Producer
 from bus.topics import Topics
 from configs import Settings
@@ -104,6 +105,15 @@ def test_dashboard_in_chromium(stack: tuple[Settings, str]) -> None:
             topics = Topics.from_config(settings.bus)
             for ev in evs:
                 producer.send(topics.detections, ev.camera_id, ev)
+            window = samples.summary("door", "what", 0, 30).model_copy(
+                update={"window_start_wall": now, "window_end_wall": now + timedelta(seconds=30)}
+            )
+            producer.send(topics.summaries, "door", window)
+            producer.send(
+                topics.status,
+                "door",
+                StatusUpdate(component="camera", id="door", state="streaming", fps_out=2.0),
+            )
             producer.flush()
             producer.close()
             for ev in evs:
@@ -114,6 +124,10 @@ def test_dashboard_in_chromium(stack: tuple[Settings, str]) -> None:
             canvas = page.locator('canvas.timeline[data-camera="door"]')
             expect(canvas).to_have_attribute("data-segments", "1", timeout=10_000)
             expect(card.locator("img")).to_be_visible(timeout=10_000)
+            expect(canvas).to_have_attribute("data-summaries", "1", timeout=10_000)
+            expect(card.locator(".pill")).to_have_text("streaming · 2.0 fps", timeout=10_000)
+            expect(page.locator("#summaries li")).to_contain_text("A person walks across the scene")
+            expect(page.locator("#workers .pill").first).to_contain_text("sink running", timeout=10_000)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             canvas.screenshot(path=str(ARTIFACTS / "dashboard-timeline.png"))
             pixels = cv2.imread(str(ARTIFACTS / "dashboard-timeline.png"))

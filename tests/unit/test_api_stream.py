@@ -75,3 +75,15 @@ def test_stream_ends_after_max_s(server: tuple[BackgroundServer, Store]) -> None
         body = "".join(r.iter_text())
     assert 0.9 <= time.monotonic() - started < 5
     assert body.startswith("retry: 2000")
+
+
+def test_backlog_then_live_from_one_cursor(server: tuple[BackgroundServer, Store]) -> None:
+    srv, store = server
+    history = [samples.event("cam1", "red", f"h{i}", "start", i, float(i)) for i in range(5)]
+    store.write(history)
+    live = samples.event("cam1", "red", "live", "start", 99, 99.0)
+    threading.Timer(0.8, lambda: store.write([live])).start()
+    with httpx.stream("GET", f"{srv.url}/api/events/stream", params={"backlog": 3, "max_s": 10}) as r:
+        got = _read(r, 4)
+    assert [e["track_id"] for _, e in got] == ["h2", "h3", "h4", "live"]
+    assert [s for s, _ in got] == sorted(s for s, _ in got)
