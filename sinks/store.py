@@ -13,21 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, case, delete, func, or_, select, text
+from sqlalchemy import Connection, Select, and_, delete, func, or_, select, text
 from sqlalchemy.engine import Engine
 
 from bus.contracts import (
     CameraSpec,
     ControlMessage,
-    Envelope,
     ObjectEvent,
     QuerySpec,
     StatusUpdate,
     Summary,
-    stable_id,
 )
 from sinks import tables as t
 from sinks.db import create_engine, dumps, epoch, insert_for
+from sinks.eventwrite import write_events
 
 Message = ObjectEvent | Summary | StatusUpdate | ControlMessage
 
@@ -67,10 +66,6 @@ class Page:
     next_cursor: str | None
 
 
-def track_key(camera_id: str, query_id: str, track_id: str) -> str:
-    return stable_id("track", camera_id, query_id, track_id)
-
-
 class Store:
     """One database (SQLite file or PostgreSQL); safe to share between threads."""
 
@@ -93,92 +88,18 @@ class Store:
 
     def write(self, messages: Iterable[Message]) -> list[Message]:
         """Upsert a batch in one transaction; returns the events and summaries that were new."""
+        batch = list(messages)
         fresh: list[Message] = []
         with self.engine.begin() as conn:
-            for msg in messages:
-                if self._write_one(conn, msg):
+            for msg in batch:  # rare kinds, in order: an upsert then a delete of one id must stay so
+                if isinstance(msg, ControlMessage):
+                    self._control(conn, msg)
+                elif isinstance(msg, StatusUpdate):
+                    self._status(conn, msg)
+                elif isinstance(msg, Summary) and self._summary(conn, msg):
                     fresh.append(msg)
+            fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
         return fresh
-
-    def _write_one(self, conn: Connection, msg: Envelope) -> bool:
-        if isinstance(msg, ObjectEvent):
-            return self._event(conn, msg)
-        if isinstance(msg, Summary):
-            return self._summary(conn, msg)
-        if isinstance(msg, StatusUpdate):
-            self._status(conn, msg)
-        elif isinstance(msg, ControlMessage):
-            self._control(conn, msg)
-        else:  # pragma: no cover - the type says it cannot happen
-            raise TypeError(f"cannot store {type(msg).__name__}")
-        return False
-
-    def _event(self, conn: Connection, ev: ObjectEvent) -> bool:
-        payload = ev.model_dump(mode="json", by_alias=True)
-        ins = insert_for(self.engine, t.events).values(
-            event_id=ev.event_id,
-            camera_id=ev.camera_id,
-            query_id=ev.query_id,
-            track_id=ev.track_id,
-            phase=ev.phase,
-            label=ev.label,
-            ts=epoch(ev.wall_ts),
-            pts_s=ev.pts_s,
-            score=ev.score,
-            snapshot=ev.snapshot,
-            received_at=time.time(),
-            payload=dumps(payload),
-        )
-        # Same id = same event (ids are deterministic): a replay is a no-op.
-        result = conn.execute(ins.on_conflict_do_nothing(index_elements=["event_id"]))
-        if not result.rowcount:
-            return False
-        self._track(conn, ev)
-        return True
-
-    def _track(self, conn: Connection, ev: ObjectEvent) -> None:
-        """Fold one event into its track with order-independent min/max, so replays are no-ops."""
-        ts = epoch(ev.wall_ts)
-        end_ts = epoch(ev.closed_at) if ev.phase == "end" and ev.closed_at else ts
-        ins = insert_for(self.engine, t.tracks)
-        row = ins.values(
-            id=track_key(ev.camera_id, ev.query_id, ev.track_id),
-            camera_id=ev.camera_id,
-            query_id=ev.query_id,
-            track_id=ev.track_id,
-            label=ev.label,
-            first_ts=ts,
-            last_ts=max(ts, end_ts),
-            first_pts=ev.pts_s,
-            last_pts=ev.pts_s,
-            ended=ev.phase == "end",
-            best_score=ev.score,
-            start_snapshot=ev.snapshot if ev.phase == "start" else None,
-            best_snapshot=ev.snapshot,
-            last_bbox=dumps(list(ev.bbox)),
-        )
-        c, x = t.tracks.c, ins.excluded
-        better = or_(c.best_score.is_(None), and_(x.best_score.is_not(None), x.best_score > c.best_score))
-        newer = x.last_ts >= c.last_ts
-        conn.execute(
-            row.on_conflict_do_update(
-                index_elements=["id"],
-                set_={
-                    "first_ts": case((x.first_ts < c.first_ts, x.first_ts), else_=c.first_ts),
-                    "last_ts": case((newer, x.last_ts), else_=c.last_ts),
-                    "first_pts": case((x.first_pts < c.first_pts, x.first_pts), else_=c.first_pts),
-                    "last_pts": case((x.last_pts > c.last_pts, x.last_pts), else_=c.last_pts),
-                    "ended": or_(c.ended, x.ended),
-                    "best_score": case((better, x.best_score), else_=c.best_score),
-                    "best_snapshot": case(
-                        (and_(better, x.best_snapshot.is_not(None)), x.best_snapshot),
-                        else_=func.coalesce(c.best_snapshot, x.best_snapshot),
-                    ),
-                    "start_snapshot": func.coalesce(c.start_snapshot, x.start_snapshot),
-                    "last_bbox": case((newer, x.last_bbox), else_=c.last_bbox),
-                },
-            )
-        )
 
     def _summary(self, conn: Connection, s: Summary) -> bool:
         ins = insert_for(self.engine, t.summaries).values(

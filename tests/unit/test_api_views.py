@@ -12,7 +12,8 @@ from bus.contracts import stable_id
 from configs import Settings
 from dashboard.app import create_app
 from sinks import samples
-from sinks.store import Store, track_key
+from sinks.eventwrite import track_key
+from sinks.store import Store
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"
 
