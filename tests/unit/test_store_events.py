@@ -126,3 +126,20 @@ def test_track_of_an_open_object_is_not_ended_and_grows(store: Store) -> None:
     store.write([end])
     (seg,) = timeline(store, "cam1").segments
     assert (seg.end, seg.ended) == (samples.T0 + timedelta(seconds=6), True)
+
+
+def test_one_batch_equals_one_by_one(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    evs = [*samples.track("cam1", "red", "a", 0, 4), *samples.track("cam1", "red", "b", 1, 9)]
+    evs.append(
+        samples.event("cam1", "red", "a", "update", 25, 2.5, score=0.99, snapshot="snapshots/a-best.jpg")
+    )
+    evs.append(evs[0])  # a duplicate inside the batch
+    fresh = store.write(evs)
+    assert len(fresh) == 7  # the duplicate is not new
+    other = Store(f"sqlite:///{tmp_path}/one-by-one.db")
+    for ev in reversed(evs):
+        other.write([ev])
+    assert timeline(store, "cam1") == timeline(other, "cam1")
+    seg = next(s for s in timeline(store, "cam1").segments if s.track_id == "a")
+    assert seg.best_score == 0.99 and seg.snapshot == "snapshots/a-best.jpg"
+    other.close()
