@@ -31,11 +31,27 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 PASSWORD = "hunter2-secret"
 
 
-@pytest.fixture
+ADMIN_KEY = "admin-browser-key-0123"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(params=["open", "keys"])
 def stack(
-    kafka_bootstrap: str, topic_prefix: str, make_settings: Callable[..., Settings]
+    request: pytest.FixtureRequest,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    make_settings: Callable[..., Settings],
 ) -> Iterator[tuple[Settings, str]]:
-    settings = make_settings(bus={"bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix})
+    keys = [{"key": ADMIN_KEY, "role": "admin"}] if request.param == "keys" else []
+    settings = make_settings(
+        bus={"bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix}, api={"api_keys": keys}
+    )
     stop = threading.Event()
     sink = threading.Thread(target=run_sink, args=(settings, stop), daemon=True)
     sink.start()
@@ -69,17 +85,15 @@ def test_dashboard_in_chromium(stack: tuple[Settings, str]) -> None:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
+            args=LAUNCH_ARGS,
         )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(url + "/")
+            if settings.api.api_keys:  # the page asks for a key, then everything works with it
+                expect(page.locator("#key-form")).to_be_visible(timeout=10_000)
+                page.locator("#key-input").fill(ADMIN_KEY)
+                page.locator("#key-form button").click()
             expect(page.locator("#conn")).to_have_text("live", timeout=10_000)
             page.evaluate("window.__sameDocument = true")
 
@@ -128,9 +142,10 @@ def test_dashboard_in_chromium(stack: tuple[Settings, str]) -> None:
             expect(card.locator(".pill")).to_have_text("streaming · 2.0 fps", timeout=10_000)
             expect(page.locator("#summaries li")).to_contain_text("A person walks across the scene")
             expect(page.locator("#workers .pill").first).to_contain_text("sink running", timeout=10_000)
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-            canvas.screenshot(path=str(ARTIFACTS / "dashboard-timeline.png"))
-            pixels = cv2.imread(str(ARTIFACTS / "dashboard-timeline.png"))
+            tag = "" if not settings.api.api_keys else "-keys"
+            page.screenshot(path=str(ARTIFACTS / f"dashboard{tag}.png"), full_page=True)
+            canvas.screenshot(path=str(ARTIFACTS / f"dashboard-timeline{tag}.png"))
+            pixels = cv2.imread(str(ARTIFACTS / f"dashboard-timeline{tag}.png"))
             amber = np.all(np.abs(pixels.astype(int) - (0, 165, 240)) < 40, axis=2)  # BGR of #f0a500
             assert amber.sum() > 50, "the track's bar is not drawn on the timeline"
         finally:
