@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from kafka.consumer.fetcher import ConsumerRecord
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
 from bus.contracts import ControlMessage, Envelope, ObjectEvent, StatusUpdate, Summary
 from bus.kafka import (
@@ -36,6 +36,8 @@ from sinks.store import Message, Store
 
 log = logging.getLogger(__name__)
 RETRY_MAX_S = 10.0
+# Errors that say "the database is not reachable right now", not "this data is wrong".
+TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, TimeoutError)
 
 
 class Sink:
@@ -70,25 +72,25 @@ class Sink:
         records: list[ConsumerRecord] = [r for batch in polled.values() for r in batch]
         if not records:
             return 0
-        good: list[Message] = []
-        fresh: list[Message] = []
+        good: list[tuple[ConsumerRecord, Message]] = []
         poisoned = 0
         for rec in records:
             try:
-                good.append(self._decode(rec))
+                good.append((rec, self._decode(rec)))
             except PoisonMessage as exc:
-                dead_letter(self.producer, self.topics.deadletter, rec, str(exc), self.worker)
+                self._dead_letter(rec, str(exc))
                 poisoned += 1
+        fresh: list[Message] = []
+        rejected = 0
         if good:
             written = self._write(good, stop)
             if written is None:
                 return 0  # stopping with the batch unwritten: do not commit, it will be redelivered
-            fresh = written
-        if poisoned:
+            fresh, rejected = written
+        if poisoned or rejected:
             self.producer.flush()  # dead letters must be durable before their offsets are committed
-            self.counters["dead_lettered"] += poisoned
         commit(self.consumer, records)
-        self.counters["stored"] += len(good)
+        self.counters["stored"] += len(good) - rejected
         if fresh and self.on_stored is not None:
             self.on_stored(fresh)
         return len(records)
@@ -101,18 +103,50 @@ class Sink:
             raise PoisonMessage("empty message value")
         return cast(Message, decode(rec, model))
 
-    def _write(self, batch: list[Message], stop: threading.Event) -> list[Message] | None:
-        """The fresh messages once written; None if asked to stop before the store came back."""
+    def _dead_letter(self, rec: ConsumerRecord, reason: str) -> None:
+        dead_letter(self.producer, self.topics.deadletter, rec, reason, self.worker)
+        self.counters["dead_lettered"] += 1
+
+    def _write(
+        self, batch: list[tuple[ConsumerRecord, Message]], stop: threading.Event
+    ) -> tuple[list[Message], int] | None:
+        """(fresh messages, how many were dead-lettered); None if asked to stop before the store came back.
+
+        A lost connection is retried with backoff (nothing is committed meanwhile). Any other
+        database error is about the data: the batch is retried one message at a time and the
+        message the database refuses goes to the dead-letter topic, so one bad value cannot
+        stall a partition forever.
+        """
         delay = 0.2
         while True:
             try:
-                return self.store.write(batch)
-            except SQLAlchemyError as exc:
+                return self.store.write([m for _, m in batch]), 0
+            except TRANSIENT as exc:
                 self.counters["store_errors"] += 1
-                log.warning("store write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+                log.warning("store unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
+            except SQLAlchemyError as exc:
+                self.counters["store_rejects"] += 1
+                log.warning("store refused a batch (%s); isolating the bad message", type(exc).__name__)
+                return self._write_one_by_one(batch, stop)
             if stop.wait(delay):
                 return None
             delay = min(delay * 2, RETRY_MAX_S)
+
+    def _write_one_by_one(
+        self, batch: list[tuple[ConsumerRecord, Message]], stop: threading.Event
+    ) -> tuple[list[Message], int] | None:
+        fresh: list[Message] = []
+        rejected = 0
+        for rec, msg in batch:
+            try:
+                fresh += self.store.write([msg])
+            except TRANSIENT:
+                return None if stop.is_set() else self._write(batch, stop)  # the database went away
+            except SQLAlchemyError as exc:
+                reason = f"store refused it: {type(exc).__name__}: {str(getattr(exc, 'orig', exc))[:300]}"
+                self._dead_letter(rec, reason)
+                rejected += 1
+        return fresh, rejected
 
     def status(self, state: str, reason: str = "", extra: dict[str, float] | None = None) -> StatusUpdate:
         return StatusUpdate(
