@@ -115,10 +115,20 @@ async function drawTimeline(cameraId) {
   const queries = [...new Set(segs.map((s) => s.query_id))];
   const lane = (H - 24) / Math.max(1, queries.length);
   const palette = ["#f0a500", "#2e7dd7", "#2e9d5b", "#c8413a", "#8e44ad"];
-  segs.forEach((s) => {
-    const i = queries.indexOf(s.query_id);
+  queries.forEach((q, i) => {
+    // Overlapping objects go on separate rows (greedy interval packing) so each one stays visible.
+    const rowsEnd = [];
+    const mine = segs.filter((s) => s.query_id === q).sort((a, b) => a.t0 - b.t0);
+    mine.forEach((s) => {
+      let r = rowsEnd.findIndex((end) => end < s.t0);
+      if (r < 0) { r = rowsEnd.length; rowsEnd.push(0); }
+      rowsEnd[r] = s.t1;
+      s.row = r;
+    });
+    const rowH = lane / Math.max(1, rowsEnd.length);
     ctx.fillStyle = palette[i % palette.length];
-    ctx.fillRect(x(s.t0), 4 + i * lane, Math.max(2, x(s.t1) - x(s.t0)), Math.max(4, lane - 4));
+    mine.forEach((s) => ctx.fillRect(x(s.t0), 4 + i * lane + s.row * rowH, Math.max(2, x(s.t1) - x(s.t0)),
+      Math.max(1, rowH - 1)));
   });
   ctx.fillStyle = "#9aa3b5";
   wins.forEach((w) => ctx.fillRect(x(w.t0) + 1, H - 18, Math.max(2, x(w.t1) - x(w.t0) - 2), 4));
