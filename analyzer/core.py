@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,6 +77,8 @@ class FrameProcessor:
         self.cursors: dict[Key, Cursor] = {}
         self.counters: Counter[str] = Counter()
         self.refused: dict[str, str] = {}  # query_id -> why the engine refused it
+        # Optional observer of every answered frame's boxes (replay scores raw boxes with it).
+        self.on_boxes: Callable[[FrameMeta, QuerySpec, list[Detection]], None] | None = None
         self._sem = asyncio.Semaphore(config.max_concurrency)
 
     def tracker_config(self) -> TrackerConfig:
@@ -184,6 +187,8 @@ class FrameProcessor:
         ]
         dets = [d for d in dets if d.bbox[2] - d.bbox[0] >= 1 and d.bbox[3] - d.bbox[1] >= 1]
         self.counters["boxes"] += len(dets)
+        if self.on_boxes:
+            self.on_boxes(meta, q, dets)
         steps = self.tracker(key).step(
             meta.pts_s, meta.frame_id, meta.wall_ts, dets, meta.source_session, (meta.width, meta.height)
         )

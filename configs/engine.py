@@ -30,7 +30,16 @@ class BaselineEngineConfig(_Section):
     hit_threshold: float = 0.0
     win_stride: int = Field(8, ge=4, le=32)
     scale: float = Field(1.05, gt=1.0, le=2.0)
-    min_width: int = Field(300, ge=64, description="frames narrower than this are upscaled first")
+    upscale: float = Field(
+        1.5, ge=1.0, le=4.0, description="HOG finds people >= 96 px tall; upscale to see smaller"
+    )
+    min_width: int = Field(300, ge=64, description="frames narrower than this are upscaled further")
+    trim_x: float = Field(
+        0.25, ge=0, lt=0.5, description="share of HOG's window width that is margin, per side"
+    )
+    trim_y: float = Field(
+        0.125, ge=0, lt=0.5, description="share of HOG's window height that is margin, per side"
+    )
 
 
 class OpenAIEngineConfig(_Section):

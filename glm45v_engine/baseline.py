@@ -119,7 +119,8 @@ class BaselineEngine:
 
     def detect(self, image: Image, query: PeopleQuery) -> list[Box]:
         h, w = image.shape[:2]
-        scale = max(1.0, self.config.min_width / w)
+        cfg = self.config
+        scale = max(cfg.upscale, cfg.min_width / w)
         img = cv2.resize(image, (round(w * scale), round(h * scale))) if scale > 1.0 else image
         stride = self.config.win_stride
         rects, weights = self._hog().detectMultiScale(
@@ -131,11 +132,13 @@ class BaselineEngine:
         )
         boxes = []
         for (x, y, bw, bh), score in zip(rects, np.ravel(weights), strict=False):
+            # HOG reports its 64×128 detection window, which pads the person on every side.
+            dx, dy = cfg.trim_x * bw, cfg.trim_y * bh
             bbox = (
-                max(0.0, x / scale),
-                max(0.0, y / scale),
-                min(float(w), (x + bw) / scale),
-                min(float(h), (y + bh) / scale),
+                max(0.0, (x + dx) / scale),
+                max(0.0, (y + dy) / scale),
+                min(float(w), (x + bw - dx) / scale),
+                min(float(h), (y + bh - dy) / scale),
             )
             if query.colour and colour_fraction(image, bbox, query.colour) < COLOUR_FRACTION:
                 continue

@@ -104,9 +104,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     targets = {
         "ingest": "ingest.bench:main",
-        "pipeline": "sightline.bench:pipeline",
-        "gating": "sightline.bench:gating",
-        "soak": "sightline.bench:soak",
+        "ingest-soak": "ingest.bench:soak",
+        "pipeline": "sightline.bench_pipeline:main",
+        "gating": "sightline.bench_gating:main",
+        "soak": "sightline.bench_soak:main",
     }
     result: int = _call(targets[args.what])(args, _settings(args))
     return result
@@ -159,9 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--min-recall", type=float)
     rp.add_argument("--min-precision", type=float)
     rp.add_argument("--no-progress", action="store_true")
+    rp.add_argument(
+        "--keep-latency", action="store_true", help="keep measured latencies in the JSONL (not reproducible)"
+    )
 
     bp = verb("bench", cmd_bench, "benchmarks, printed as ratios against a baseline measured in the same run")
-    bp.add_argument("what", choices=["ingest", "pipeline", "gating", "soak"])
+    bp.add_argument(
+        "what",
+        choices=["ingest", "ingest-soak", "pipeline", "gating", "soak"],
+        help="ingest: decode/sampling rates; ingest-soak: N cameras in one ingest process; "
+        "pipeline: latency through the broker; gating: engine calls saved by gating; "
+        "soak: the full stack for minutes (RSS, fds, p99)",
+    )
     bp.add_argument("--cameras", type=int, default=16)
     bp.add_argument("--seconds", type=float, default=20.0)
     bp.add_argument("--engine-latency-ms", type=float, default=0.0)

@@ -130,3 +130,28 @@ def sample_video(data_dir: str | Path) -> Path:
             ],
         )
     return target
+
+
+def cut_clip(src: str | Path, dst: str | Path, seconds: float) -> Path:
+    """The first `seconds` of a video, re-encoded as H.264 MP4 at the source's size and frame rate."""
+    import av
+
+    out = Path(dst)
+    with av.open(str(src)) as inp, av.open(str(out), "w") as container:
+        vin = inp.streams.video[0]
+        fps = round(float(vin.average_rate or 10))
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = vin.codec_context.width, vin.codec_context.height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        stream.options = {"preset": "ultrafast", "crf": "20"}
+        for i, frame in enumerate(inp.decode(video=0)):
+            if i >= seconds * fps:
+                break
+            f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            f.pts = i
+            for packet in stream.encode(f):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out

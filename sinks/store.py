@@ -27,6 +27,7 @@ from bus.contracts import (
 from sinks import tables as t
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
+from sinks.redact import redact_text
 
 Message = ObjectEvent | Summary | StatusUpdate | ControlMessage
 
@@ -119,7 +120,8 @@ class Store:
             id=s.id,
             state=s.state,
             ts=epoch(s.ts),
-            payload=dumps(s.model_dump(mode="json", by_alias=True)),
+            # Workers put error text in `reason`; an open() error can quote a camera URL with its password.
+            payload=redact_text(dumps(s.model_dump(mode="json", by_alias=True))),
         )
         x = ins.excluded
         # Only a newer report replaces an older one, whatever order they arrive in.

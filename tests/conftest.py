@@ -13,7 +13,7 @@ import pytest
 
 from bus.broker import EmbeddedBroker
 from configs import Settings, load_settings
-from sightline.samples import Figure, generate_clip, vtest_path
+from sightline.samples import Figure, cut_clip, generate_clip, vtest_path
 
 IN_CI = bool(os.environ.get("CI"))
 RED = (30, 30, 220)  # BGR
@@ -96,3 +96,15 @@ def vtest() -> Path:
     need(path is not None, "Debian's opencv-doc (vtest.avi) is not installed")
     assert path is not None
     return path
+
+
+@pytest.fixture(scope="session")
+def vtest_10s(vtest: Path, media_dir: Path) -> Path:
+    """The first 10 s of vtest.avi (pedestrians, 768×576, 10 fps) as H.264."""
+    return cut_clip(vtest, media_dir / "vtest_10s.mp4", 10)
+
+
+@pytest.fixture(scope="session")
+def vtest_20s(vtest: Path, media_dir: Path) -> Path:
+    """The first 20 s of vtest.avi: the span of tests/data/vtest_people_0-20s.json."""
+    return cut_clip(vtest, media_dir / "vtest_20s.mp4", 20)

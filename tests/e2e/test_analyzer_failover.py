@@ -11,6 +11,7 @@ import pytest
 from bus.contracts import CameraSpec, QuerySpec
 from glm45v_engine.scripted_server import ScriptedServer
 from sightline.samples import Figure
+
 from stackkit import Stack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -8,10 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
@@ -21,26 +19,6 @@ from bus.contracts import CameraSpec, ObjectEvent, QuerySpec
 from stackkit import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def vtest_10s(vtest: Path, media_dir: Path) -> Path:
-    """The first 10 s of vtest.avi (pedestrians, 768×576) as H.264."""
-    out = media_dir / "vtest_10s.mp4"
-    with av.open(str(vtest)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 768, 576, "yuv420p"
-        stream.time_base = Fraction(1, 10)
-        for i, frame in enumerate(src.decode(video=0)):
-            if i >= 100:
-                break
-            f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            f.pts = i
-            for p in stream.encode(f):
-                dst.mux(p)
-        for p in stream.encode():
-            dst.mux(p)
-    return out
 
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20) -> list[dict[str, object]]:

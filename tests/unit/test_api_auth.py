@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from bus.contracts import CameraSpec, ControlMessage
+from bus.contracts import CameraSpec, ControlMessage, StatusUpdate
 from configs import Settings
 from dashboard.app import create_app
 from dashboard.auth import InsecureConfig
@@ -95,6 +95,10 @@ def test_camera_password_never_leaves(
         store.write(
             [ControlMessage(op="upsert", kind="camera", id="door", camera=CameraSpec(id="door", url=url))]
         )
+        failed = StatusUpdate(
+            component="camera", id="door", state="reconnecting", reason=f"cannot open {url}: 401"
+        )
+        store.write([failed])  # a worker quoting the URL in its error text
         h = {"X-API-Key": ADMIN}
         bodies = [
             c.get("/api/cameras", headers=h).text,
@@ -105,6 +109,7 @@ def test_camera_password_never_leaves(
             ).text,  # 422, extra field
             c.patch("/api/cameras/door", json={"sample_fps": -1, "url": url}, headers=h).text,  # 422
             c.get("/metrics", headers=h).text,
+            c.get("/api/status", headers=h).text,
         ]
         logging.getLogger("sightline.test").warning("cannot open %s", url)
     assert (
@@ -113,6 +118,7 @@ def test_camera_password_never_leaves(
     )
     for body in bodies:
         assert PASSWORD not in body
+    assert "cannot open rtsp://admin:***@10.1.2.3" in bodies[-1]
     assert "cannot open rtsp://admin:***@" in caplog.text
     assert PASSWORD not in caplog.text
 

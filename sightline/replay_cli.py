@@ -1,0 +1,103 @@
+"""The `sightline replay` verb around `run_replay`: arguments, output file, closing table, scores, gates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analyzer.scoring import Scores, score_boxes, score_events
+from analyzer.truth import TruthError, load_truth
+from configs.settings import Settings
+from glm45v_engine import EngineError
+from sightline.replay import ReplayResult, make_queries, run_replay
+
+
+def run_cli(args: argparse.Namespace, settings: Settings) -> int:
+    video = Path(args.video)
+    if not video.is_file():
+        print(f"replay: no such video file: {video}", file=sys.stderr)
+        return 2
+    try:
+        queries = make_queries(args.query, args.summary, args.window_s)
+    except ValueError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    if not queries:
+        print("replay: give at least one --query TEXT or --summary TEXT", file=sys.stderr)
+        return 2
+    if args.sample_fps:
+        settings = settings.model_copy(
+            update={"ingest": settings.ingest.model_copy(update={"sample_fps": args.sample_fps})}
+        )
+    truth = None
+    if args.truth:
+        try:
+            truth = load_truth(args.truth, fps=_fps(video))
+        except TruthError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            return 2
+    try:
+        if args.bootstrap:
+            from sightline.replay_broker import run_replay_broker
+
+            result = run_replay_broker(
+                video, settings, queries, bootstrap=args.bootstrap, progress=not args.no_progress
+            )
+        else:
+            result = run_replay(
+                video, settings, queries, progress=not args.no_progress and sys.stderr.isatty()
+            )
+    except EngineError as exc:
+        print(f"replay: engine error: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        Path(args.out).write_text(result.jsonl(keep_latency=args.keep_latency))
+    print(result.table())
+    if result.camera_state == "failed":
+        print(f"replay: the video could not be read: {result.camera_reason}", file=sys.stderr)
+        return 1
+    if truth is None:
+        return 0
+    return _score_and_gate(result, truth, args)
+
+
+def _score_and_gate(result: ReplayResult, truth: object, args: argparse.Namespace) -> int:
+    from analyzer.truth import GroundTruth
+
+    assert isinstance(truth, GroundTruth)
+    grounding = sorted({e.query_id for e in result.events} | {b[3] for b in result.boxes})
+    if len(grounding) != 1:
+        print(
+            f"replay: scoring needs exactly one grounding query with answers, got {grounding}",
+            file=sys.stderr,
+        )
+        return 2
+    ev: Scores = score_events(result.events, truth)
+    boxes: Scores = score_boxes([(t, bbox, label) for t, bbox, label, _ in result.boxes], truth)
+    print("\nevents against the ground truth (what subscribers receive):")
+    print(ev.table())
+    print("\nper-frame boxes against the ground truth (the engine alone):")
+    print(boxes.table())
+    failed = []
+    if args.min_recall is not None and ev.recall < args.min_recall:
+        failed.append(f"recall {ev.recall:.3f} < {args.min_recall}")
+    if args.min_precision is not None and ev.precision < args.min_precision:
+        failed.append(f"precision {ev.precision:.3f} < {args.min_precision}")
+    if failed:
+        print("\nFAILED: " + "; ".join(failed))
+        return 1
+    if args.min_recall is not None or args.min_precision is not None:
+        print("\nPASSED: event scores meet the thresholds")
+    return 0
+
+
+def _fps(video: Path) -> float | None:
+    import av
+
+    try:
+        with av.open(str(video)) as c:
+            rate = c.streams.video[0].average_rate
+            return float(rate) if rate else None
+    except (av.FFmpegError, IndexError):
+        return None
