@@ -45,7 +45,14 @@ class Outputs:
 
 
 class EngineUnavailable(Exception):
-    """The engine failed in a way worth retrying later: the frame must be processed again, not skipped."""
+    """The engine failed in a way worth retrying later: the frame must be processed again, not skipped.
+
+    `partial` holds what the frame did produce (other queries that succeeded, tracks that expired):
+    their state has moved on, so a retry will not produce them again and they must be kept."""
+
+    def __init__(self, message: str, partial: Outputs | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial or Outputs()
 
 
 @dataclass
@@ -73,6 +80,7 @@ class FrameProcessor:
         self.snapshots, self.skip_stale = snapshots, skip_stale
         self.trackers: dict[Key, Tracker] = {}
         self.windowers: dict[Key, Windower] = {}
+        self.unsummarized: dict[Key, list[OpenWindow]] = {}  # closed windows whose summary failed: retried
         self.last_call: dict[Key, tuple[str, float]] = {}
         self.cursors: dict[Key, Cursor] = {}
         self.counters: Counter[str] = Counter()
@@ -121,7 +129,8 @@ class FrameProcessor:
         tasks = []
         for q in queries:
             if q.kind == "summary":
-                for window in self._windower(q, meta).add(meta, jpeg, offset):
+                held = self.unsummarized.pop((meta.camera_id, q.id), [])
+                for window in held + self._windower(q, meta).add(meta, jpeg, offset):
                     tasks.append(self._summarize(q, meta.camera_id, window))
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
                 self.counters["skipped_already_processed"] += 1
@@ -143,6 +152,8 @@ class FrameProcessor:
             if isinstance(result, Outputs):
                 out.extend(result)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if isinstance(failure, EngineUnavailable):
+            raise EngineUnavailable(str(failure), out) from failure
         if failure is not None:
             raise failure
         return out
@@ -276,7 +287,8 @@ class FrameProcessor:
         except EngineError as exc:
             self.counters["engine_errors"] += 1
             log.warning("summary failed: %s", exc, extra={"query_id": q.id, "camera_id": camera_id})
-            if exc.retryable:
+            if exc.retryable:  # the window is closed: keep it to summarize when the frame is retried
+                self.unsummarized.setdefault((camera_id, q.id), []).append(window)
                 raise EngineUnavailable(str(exc)) from exc
             return Outputs()
         self.counters["summaries"] += 1
@@ -336,14 +348,21 @@ class FrameProcessor:
         return out
 
     async def finish(self, camera_id: str | None = None, wall: datetime | None = None) -> Outputs:
-        """End of stream: close tracks and summarize partial windows."""
+        """End of stream: summarize partial windows, then close tracks. If a summary fails retryably,
+        the tracks stay open and the marker is retried (the failed windows are kept for it)."""
         out = Outputs()
+        failure: EngineUnavailable | None = None
         for (cam, qid), windower in list(self.windowers.items()):
             q = self.control.queries.get(qid)
             if q is None or (camera_id and cam != camera_id):
                 continue
-            for window in windower.flush():
-                out.extend(await self._summarize(q, cam, window))
+            for window in self.unsummarized.pop((cam, qid), []) + windower.flush():
+                try:
+                    out.extend(await self._summarize(q, cam, window))
+                except EngineUnavailable as exc:
+                    failure = failure or exc
+        if failure is not None:
+            raise EngineUnavailable(str(failure), out) from failure
         out.extend(self.close(camera_id=camera_id, reason="end of stream", wall=wall))
         return out
 
@@ -354,11 +373,17 @@ class FrameProcessor:
             for (cam, _), w in self.windowers.items()
             if cam == camera_id and (o := w.oldest_offset()) is not None
         ]
+        offsets += [
+            o
+            for (cam, _), ws in self.unsummarized.items()
+            for w in ws
+            if cam == camera_id and (o := w.first_offset) is not None and o >= 0
+        ]
         return min(offsets) if offsets else None
 
     def forget_camera(self, camera_id: str) -> None:
         """Drop a camera's in-memory state (its partition moved to another worker)."""
-        for table in (self.trackers, self.windowers, self.last_call, self.cursors):
+        for table in (self.trackers, self.windowers, self.unsummarized, self.last_call, self.cursors):
             for key in [k for k in table if k[0] == camera_id]:
                 del table[key]
 

@@ -144,6 +144,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                 try:
                     result = await self._one(r, touched)
                 except EngineUnavailable as exc:
+                    out.extend(exc.partial)  # what did succeed has moved state on: a retry won't redo it
                     failed[r.partition] = min(failed.get(r.partition, r.offset), r.offset)
                     log.warning("engine unavailable, will retry from offset %d: %s", r.offset, exc)
                     return

@@ -36,13 +36,19 @@ class Windower:
     session: str = ""
     windows: list[OpenWindow] = field(default_factory=list)
     next_start: float | None = None
+    last_frame_id: int = -1
 
     def add(self, meta: FrameMeta, jpeg: bytes, offset: int = -1) -> list[OpenWindow]:
-        """Add a frame; return the windows it closed (their end is at or before this frame)."""
+        """Add a frame; return the windows it closed (their end is at or before this frame).
+
+        A frame delivered again (the worker retries from an earlier offset) changes nothing."""
         closed: list[OpenWindow] = []
         if meta.source_session != self.session:
             closed = self.flush()
-            self.session, self.next_start = meta.source_session, None
+            self.session, self.next_start, self.last_frame_id = meta.source_session, None, -1
+        elif meta.frame_id <= self.last_frame_id:
+            return []
+        self.last_frame_id = meta.frame_id
         if self.next_start is None:
             self.next_start = meta.pts_s
         while self.next_start <= meta.pts_s:
