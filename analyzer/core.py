@@ -32,6 +32,7 @@ from glm45v_engine import Clip, EngineError, Frame, UnsupportedQuery, VisionEngi
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (camera_id, query_id)
+MAX_LABEL = 200  # the store's label column; a model's (or a long query text's) longer label is cut
 
 
 @dataclass
@@ -188,7 +189,7 @@ class FrameProcessor:
         sx, sy = meta.width / meta.encoded_width, meta.height / meta.encoded_height
         dets = [
             Detection(
-                b.label or q.text,
+                (b.label or q.text)[:MAX_LABEL],
                 _clamp(
                     (b.bbox[0] * sx, b.bbox[1] * sy, b.bbox[2] * sx, b.bbox[3] * sy), meta.width, meta.height
                 ),
@@ -197,6 +198,9 @@ class FrameProcessor:
             for b in g.boxes
         ]
         dets = [d for d in dets if d.bbox[2] - d.bbox[0] >= 1 and d.bbox[3] - d.bbox[1] >= 1]
+        if len(dets) > self.config.max_boxes_per_frame:  # an answer with thousands of boxes is not a scene
+            self.counters["boxes_capped"] += len(dets) - self.config.max_boxes_per_frame
+            dets = dets[: self.config.max_boxes_per_frame]
         self.counters["boxes"] += len(dets)
         if self.on_boxes:
             self.on_boxes(meta, q, dets)

@@ -23,6 +23,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from analyzer import checkpoints
 from analyzer.core import EngineUnavailable, FrameProcessor, Outputs
+from analyzer.intake import check_frame
 from analyzer.snapshots import SnapshotWriter
 from bus.contracts import ControlMessage, StatusUpdate
 from bus.control import ControlFollower, ControlState
@@ -161,15 +162,18 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             self.backoff_s = 0.0
 
     async def _one(self, r: ConsumerRecord, touched: dict[str, int]) -> Outputs:
-        eos = decode_end_of_stream(r)
+        try:
+            eos = decode_end_of_stream(r)
+            if eos is None:
+                meta, jpeg = decode_frame(r)
+                check_frame(meta, jpeg, self.settings.bus.max_frame_bytes)
+        except PoisonMessage as exc:
+            dead_letter(self.producer, self.topics.deadletter, r, str(exc), self.worker)
+            self.processor.counters["dead_lettered"] += 1
+            return Outputs()
         if eos is not None:
             touched[eos.camera_id] = r.partition
             return await self.processor.finish(eos.camera_id, wall=eos.ts)
-        try:
-            meta, jpeg = decode_frame(r)
-        except PoisonMessage as exc:
-            dead_letter(self.producer, self.topics.deadletter, r, str(exc), self.worker)
-            return Outputs()
         self.camera_partition[meta.camera_id] = r.partition
         touched[meta.camera_id] = r.partition
         return await self.processor.process(meta, jpeg, r.offset)

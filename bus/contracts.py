@@ -7,11 +7,12 @@ can refuse what it does not understand. Frame pixels travel as JPEG bytes; their
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="letters, digits, _ . -; up to 64")]
@@ -19,6 +20,18 @@ BBox = tuple[float, float, float, float]
 
 # Fixed namespace so ids are the same on every machine and in every run.
 ID_NAMESPACE = uuid.UUID("6f1d9c2e-5b7a-4e0f-9a43-2c8d7e15b0a1")
+# C0 control characters other than tab, newline and carriage return, and DEL. NUL in particular:
+# PostgreSQL refuses it in text and JSON, so a name holding one would be stored nowhere.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def no_control_chars(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (NUL and the like)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(no_control_chars)]
 
 
 def stable_id(*parts: object) -> str:
@@ -33,7 +46,8 @@ def utcnow() -> datetime:
 class Envelope(BaseModel):
     """Base of every message: frozen, no unknown fields, schema tag checked."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # No NaN/Infinity: JSON has none, and one stored would break every JSON answer that includes it.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
     SCHEMA: ClassVar[str] = ""
 
     schema_id: str = Field("", alias="schema")
@@ -104,7 +118,7 @@ class ObjectEvent(Envelope):
 
 
 class Segment(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     start_s: float
     end_s: float
     description: str
@@ -153,8 +167,8 @@ class CameraSpec(Envelope):
     SCHEMA: ClassVar[str] = "sightline.camera/1"
 
     id: EntityId
-    url: str = Field(min_length=1, max_length=2048, description="file path, file://, rtsp(s)://, http(s)://")
-    name: str = Field("", max_length=200)
+    url: Text = Field(min_length=1, max_length=2048, description="file path, file://, rtsp(s)://, http(s)://")
+    name: Text = Field("", max_length=200)
     enabled: bool = True
     sample_fps: float | None = Field(None, gt=0, le=60)
     gate: Literal["always", "motion", "scene_change"] | None = None
@@ -167,7 +181,7 @@ class QuerySpec(Envelope):
     SCHEMA: ClassVar[str] = "sightline.query/1"
 
     id: EntityId
-    text: str = Field(min_length=1, max_length=1000)
+    text: Text = Field(min_length=1, max_length=1000)
     kind: Literal["grounding", "summary"] = "grounding"
     cameras: tuple[str, ...] = ("*",)
     interval_s: float | None = Field(None, ge=0, description="grounding: min gap between calls per camera")

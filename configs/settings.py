@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from configs.engine import BaselineEngineConfig, EngineConfig
@@ -80,6 +82,9 @@ class AnalyzerConfig(_Section):
     update_every_s: float = Field(2.0, ge=0)
     update_move_frac: float = Field(1.5, ge=0, description="also update when the box moved this many widths")
     max_dist: float = Field(1.5, gt=0, description="association gate in box sizes")
+    max_boxes_per_frame: int = Field(
+        200, ge=1, le=10_000, description="boxes kept from one answer (first ones); the rest are counted"
+    )
 
 
 class StoreConfig(_Section):
@@ -91,6 +96,10 @@ class StoreConfig(_Section):
     snapshot_max_bytes: int = Field(2_000_000_000, ge=0)
     retention_interval_s: float = Field(300.0, gt=0, description="how often the sink applies retention")
     webhook_urls: tuple[str, ...] = Field((), description="POST every new event and summary here (JSON)")
+    webhook_allow_link_local: bool = Field(
+        False,
+        description="allow webhook hosts in 169.254.0.0/16 / fe80::/10 (cloud metadata lives there)",
+    )
     webhook_secret: str | None = Field(
         None, description="HMAC-SHA256 key for the X-Sightline-Signature header"
     )
@@ -99,6 +108,37 @@ class StoreConfig(_Section):
     mqtt_url: str | None = Field(None, description="mqtt://[user:pass@]host[:port]; unset = no MQTT")
     mqtt_topic_prefix: str = Field("sightline", pattern=r"^[A-Za-z0-9_/-]+$")
     outbound_queue: int = Field(1000, ge=1, description="bounded; the oldest item is dropped when full")
+
+    @model_validator(mode="after")
+    def _webhooks(self) -> StoreConfig:
+        for url in self.webhook_urls:
+            check_webhook_url(url, allow_link_local=self.webhook_allow_link_local)
+        return self
+
+
+def check_webhook_url(url: str, *, allow_link_local: bool = False) -> None:
+    """http(s) with a host, nothing FFmpeg-like, no control characters; no link-local IP unless allowed."""
+    if any(ord(c) < 32 or c == "\x7f" for c in url):
+        raise ValueError("webhook url contains control characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"webhook url is malformed: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"webhook url scheme {parts.scheme!r} is not allowed (http or https only)")
+    if not host:
+        raise ValueError("webhook url has no host")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: resolved at delivery time
+    if (ip.is_link_local or ip.is_unspecified or ip.is_multicast) and not allow_link_local:
+        raise ValueError(
+            f"webhook host {host} is link-local/unspecified/multicast (cloud metadata services live at "
+            "169.254.169.254); set store.webhook_allow_link_local to allow it"
+        )
 
 
 class ApiKey(_Section):
@@ -113,6 +153,12 @@ class ApiConfig(_Section):
     api_keys: tuple[ApiKey, ...] = ()
     max_body_bytes: int = Field(1_000_000, ge=1024)
     ask_per_minute: int = Field(10, ge=0)
+    ask_token_budget: int | None = Field(
+        1_000_000,
+        ge=0,
+        description="tokens (in + out) /api/ask may spend per ask_budget_period_s; null = no cap",
+    )
+    ask_budget_period_s: float = Field(86400.0, gt=0)
 
 
 class DemoConfig(_Section):

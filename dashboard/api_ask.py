@@ -64,6 +64,14 @@ async def ask(body: AskIn, request: Request, state: Annotated[AppState, Depends(
             else f"rate limit: {limit} questions per minute; retry in {wait:.0f}s"
         )
         raise HTTPException(429, detail, headers={"Retry-After": str(max(1, round(min(wait, 3600))))})
+    left = state.ask_budget.check()
+    if left:
+        budget, period = state.settings.api.ask_token_budget, state.settings.api.ask_budget_period_s
+        detail = (
+            f"token budget spent: {budget} tokens per {period:.0f}s (api.ask_token_budget); "
+            f"resets in {left:.0f}s"
+        )
+        raise HTTPException(429, detail, headers={"Retry-After": str(max(1, round(left)))})
     if state.store.camera(body.camera_id) is None:
         raise HTTPException(404, f"no camera {body.camera_id!r}")
     bootstrap = state.settings.bus.bootstrap
@@ -82,10 +90,20 @@ async def ask(body: AskIn, request: Request, state: Annotated[AppState, Depends(
     if len(frames) > MAX_CLIP_FRAMES:  # spread the budget evenly over the window
         step = len(frames) / MAX_CLIP_FRAMES
         frames = [frames[int(i * step)] for i in range(MAX_CLIP_FRAMES - 1)] + [frames[-1]]
-    decoded = [
-        Frame.from_jpeg(jpeg, camera_id=m.camera_id, frame_id=m.frame_id, pts_s=m.pts_s, wall_ts=m.wall_ts)
-        for m, jpeg in frames
-    ]
+    decoded: list[Frame] = []
+    used: list[int] = []
+    for m, jpeg in frames:
+        try:
+            decoded.append(
+                Frame.from_jpeg(
+                    jpeg, camera_id=m.camera_id, frame_id=m.frame_id, pts_s=m.pts_s, wall_ts=m.wall_ts
+                )
+            )
+            used.append(m.frame_id)
+        except ValueError:  # a corrupt frame on the topic costs that frame, not the request
+            log.warning("ask: skipping an undecodable frame", extra={"camera_id": body.camera_id})
+    if not decoded:
+        raise HTTPException(409, f"camera {body.camera_id!r} has no decodable frames on the frames topic")
     engine = await run_in_threadpool(state.engine)
     media: Clip | list[Frame] = Clip(tuple(decoded), body.camera_id) if body.seconds else decoded
     try:
@@ -96,6 +114,7 @@ async def ask(body: AskIn, request: Request, state: Annotated[AppState, Depends(
     except EngineError as exc:
         log.warning("ask failed: %s", exc, extra={"camera_id": body.camera_id})
         raise HTTPException(502, f"the engine failed: {exc}") from None
+    state.ask_budget.spend(answer.usage.tokens_in + answer.usage.tokens_out)
     metrics = request.app.state.metrics
     metrics.ask_tokens.labels("in").inc(answer.usage.tokens_in)
     metrics.ask_tokens.labels("out").inc(answer.usage.tokens_out)
@@ -104,7 +123,7 @@ async def ask(body: AskIn, request: Request, state: Annotated[AppState, Depends(
         answer=answer.text,
         thinking=answer.thinking,
         boxes=[AskBox(label=b.label, bbox=b.bbox, score=b.score) for b in answer.boxes],
-        frame_ids=[m.frame_id for m, _ in frames],
+        frame_ids=used,
         engine=engine.name,
         model=engine.model,
         latency_ms=answer.latency_ms,

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec
 from dashboard.auth import admin, viewer
 from dashboard.state import AppState, get_state, unprocessable
-from sinks.redact import redact_url
+from ingest.urls import SourceRefused, resolve
+from sinks.redact import redact_text, redact_url
 
 router = APIRouter(tags=["cameras and queries"], dependencies=[viewer])
 EntityPath = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -98,6 +99,12 @@ def _check_scheme(state: AppState, url: str) -> None:
     if scheme not in allowed:
         msg = f"url scheme {scheme!r} is not allowed; allowed: {', '.join(allowed)}"
         raise unprocessable(["body", "url"], msg, "url_scheme")
+    # The rest of what ingest would refuse (paths outside ingest.media_dirs, `..`, symlinks out,
+    # hostless URLs, odd webcam devices), said now rather than as a failed camera later.
+    try:
+        resolve(url, state.settings.ingest, must_exist=False)
+    except SourceRefused as exc:
+        raise unprocessable(["body", "url"], f"url refused: {redact_text(str(exc))}", "url_refused") from None
 
 
 def _camera_spec(data: dict[str, Any]) -> CameraSpec:

@@ -18,7 +18,7 @@ from bus.topics import Topics
 from configs import Settings
 from dashboard import api_ask, api_entities, api_events, api_views, health, live
 from dashboard.auth import check_exposure
-from dashboard.limits import BodyLimit, RateLimiter
+from dashboard.limits import BodyLimit, RateLimiter, TokenBudget
 from dashboard.state import AppState
 from sinks.store import Store
 
@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
         store=Store(settings.store_url),
         topics=Topics.from_config(settings.bus),
         ask_limiter=RateLimiter(settings.api.ask_per_minute),
+        ask_budget=TokenBudget(settings.api.ask_token_budget, settings.api.ask_budget_period_s),
     )
 
     @asynccontextmanager

@@ -85,3 +85,42 @@ class RateLimiter:
                 return 0.0
             self._buckets[caller] = (tokens, now)
             return (1.0 - tokens) / rate
+
+
+class TokenBudget:
+    """Tokens (in + out) all /api/ask callers together may spend per period; `None` = no budget.
+
+    Fixed windows: the first spend opens one, and it resets `period_s` later. A call is let in while
+    anything is left, so the budget can be overshot by the calls in flight when it runs out.
+    """
+
+    def __init__(
+        self, tokens: int | None, period_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.tokens = tokens
+        self.period_s = period_s
+        self.clock = clock
+        self.spent = 0
+        self._window_start: float | None = None
+        self._lock = threading.Lock()
+
+    def _roll(self, now: float) -> None:
+        if self._window_start is None or now - self._window_start >= self.period_s:
+            self._window_start, self.spent = now, 0
+
+    def check(self) -> float:
+        """0.0 if a call may start, else the seconds until the budget resets."""
+        if self.tokens is None:
+            return 0.0
+        now = self.clock()
+        with self._lock:
+            self._roll(now)
+            if self.spent < self.tokens:
+                return 0.0
+            assert self._window_start is not None
+            return max(0.001, self._window_start + self.period_s - now)
+
+    def spend(self, tokens: int) -> None:
+        with self._lock:
+            self._roll(self.clock())
+            self.spent += max(0, tokens)

@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 from bus.contracts import ControlMessage
 from bus.topics import Topics
 from configs import Settings
-from dashboard.limits import RateLimiter
+from dashboard.limits import RateLimiter, TokenBudget
 from sinks.store import Store
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ class AppState:
     store: Store
     topics: Topics
     ask_limiter: RateLimiter
+    ask_budget: TokenBudget
     _producer: Any = None
     _engine: VisionEngine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

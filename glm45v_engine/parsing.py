@@ -41,6 +41,8 @@ _SPECIAL = re.compile(
     r"<\|(?:endoftext|user|assistant|system|observation|begin_of_image|end_of_image|begin_of_video|"
     r"end_of_video|image|video)\|>|\[gMASK\]|<sop>|<eop>"
 )
+# Control characters (NUL above all) a model may emit: no reader wants them, PostgreSQL refuses them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # A short list-item label in front of a box: "person: [..]", "- red car [..]", "1. dog - [..]".
 _LINE_LABEL = re.compile(r"(?:^|\n)\s*(?:[-*•]|\d+[.)])?\s*\**([^\n:\[\]<>{}\"]{1,40}?)\**\s*([:=\-–]?)\s*$")
 # Words that end prose rather than a label ("the person is at [..]").
@@ -110,7 +112,7 @@ def split_thinking(text: str, reasoning: str | None = None) -> tuple[str, str | 
 
 
 def _parse(raw: str, image_size: tuple[int, int]) -> ParsedResponse:
-    text = _SPECIAL.sub("", raw)
+    text = _CONTROL.sub("", _SPECIAL.sub("", raw))
     answer, thinking, truncated = split_thinking(text)
     spans = _box_spans(answer)
     if answer.count("<|begin_of_box|>") > answer.count("<|end_of_box|>"):
@@ -188,7 +190,7 @@ def _line_label(prefix: str) -> str | None:
 def _unescape(s: str) -> str:
     try:
         value = json.loads(f'"{s}"')
-        return str(value).strip()
+        return _CONTROL.sub("", str(value)).strip()  # "\u0000" in JSON is a NUL once decoded
     except ValueError:
         return s.strip()
 
@@ -246,7 +248,8 @@ def parse_summary(text: str | None, reasoning: str | None = None) -> ParsedSumma
 
     Falls back to the plain answer text with no segments; never raises.
     """
-    raw = _SPECIAL.sub("", text if isinstance(text, str) else "")
+    raw = _CONTROL.sub("", _SPECIAL.sub("", text if isinstance(text, str) else ""))
+    reasoning = _CONTROL.sub("", reasoning) if isinstance(reasoning, str) else None
     try:
         answer, thinking, _ = split_thinking(raw, reasoning)
         data = _first_json(answer)
@@ -263,7 +266,7 @@ def parse_summary(text: str | None, reasoning: str | None = None) -> ParsedSumma
             summary = _strip_fences(answer).strip()
         elif not summary:
             summary = "; ".join(s.description for s in segments)
-        return ParsedSummary(summary.strip(), segments, thinking)
+        return ParsedSummary(_CONTROL.sub("", summary).strip(), segments, thinking)
     except Exception:
         return ParsedSummary(raw.strip(), (), None)
 
@@ -278,7 +281,7 @@ def _segment(item: object) -> TimedSegment | None:
     end = start if end is None else end
     start, end = min(start, end), max(start, end)
     desc = next((str(item[k]) for k in _DESC_KEYS if k in item and item[k] is not None), "")
-    return TimedSegment(start, end, desc.strip())
+    return TimedSegment(start, end, _CONTROL.sub("", desc).strip())
 
 
 def _seconds(v: object) -> float | None:

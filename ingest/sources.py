@@ -17,7 +17,7 @@ import av
 import av.error
 
 from configs.settings import IngestConfig
-from ingest.urls import PROTOCOLS, ResolvedSource
+from ingest.urls import PROTOCOLS, SECRET_QUERY, ResolvedSource
 
 log = logging.getLogger(__name__)
 _CREDENTIALS = re.compile(r"(\w+://[^:/@\s]+):[^@\s]+@")
@@ -95,6 +95,12 @@ class VideoSource:
                     index = packets - 1 if self.keyframes_only else decoded
                     yield Decoded(frame, pts_s, bool(frame.key_frame), index)
                     decoded += 1
+            listed = self.stream.frames or 0
+            if self.src.kind == "file" and 0 < packets < listed:
+                # The index promised more (an MP4 with its moov in front, cut short): say so.
+                raise SourceError(
+                    f"file ends early ({packets} of the {listed} frames its index lists)", permanent=True
+                )
         except av.error.ExitError:
             raise SourceError("read timed out (no data from the source)", permanent=False) from None
         except av.error.FFmpegError as exc:
@@ -177,4 +183,6 @@ def classify_open_error(exc: Exception, src: ResolvedSource) -> SourceError:
 def _ffmpeg_reason(exc: Exception) -> str:
     strerror = getattr(exc, "strerror", None)
     text = str(strerror or exc).splitlines()[0][:300]
-    return _CREDENTIALS.sub(r"\1:***@", text)  # FFmpeg quotes the URL, password included
+    return SECRET_QUERY.sub(
+        r"\1***", _CREDENTIALS.sub(r"\1:***@", text)
+    )  # FFmpeg quotes the URL, secrets too

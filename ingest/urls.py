@@ -8,6 +8,7 @@ URL is checked here before FFmpeg sees it, and FFmpeg is told which protocols it
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,23 +38,35 @@ class ResolvedSource:
     display: str  # the URL with any password removed, for logs and status
 
 
+# Query parameters that carry secrets (many cameras take ?token= or ?password=); same list as sinks.redact.
+SECRET_QUERY = re.compile(
+    r"([?&](?:pass(?:word)?|pwd|token|secret|key|api[_-]?key|auth|sig(?:nature)?|credentials?)=)[^&\s#\"']*",
+    re.I,
+)
+
+
 def redact(url: str) -> str:
-    """The URL without its password: rtsp://user:***@host/path."""
+    """The URL without its password or secret query values: rtsp://user:***@host/path?token=***."""
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return "<unparsable url>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if port:
+            host = f"{host}:{port}"
+        netloc = f"{parts.username}:***@{host}"
+        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return SECRET_QUERY.sub(r"\1***", url)
 
 
-def resolve(url: str, cfg: IngestConfig) -> ResolvedSource:
-    """Check `url` against the allowed schemes and media dirs; raise SourceRefused if not allowed."""
+def resolve(url: str, cfg: IngestConfig, *, must_exist: bool = True) -> ResolvedSource:
+    """Check `url` against the allowed schemes and media dirs; raise SourceRefused if not allowed.
+
+    `must_exist=False` is the API's check: the file may live only on the ingest host, so only
+    where it points is judged (symlinks that exist here are still followed).
+    """
     url = url.strip()
     if not url:
         raise SourceRefused("empty url")
@@ -66,7 +79,7 @@ def resolve(url: str, cfg: IngestConfig) -> ResolvedSource:
         raise SourceRefused(f"scheme {scheme!r} is not allowed (allowed: {allowed})")
     if scheme == "file":
         path = _local_path(url)
-        return ResolvedSource("file", str(_check_file(path, cfg)), display)
+        return ResolvedSource("file", str(_check_file(path, cfg, must_exist)), display)
     if scheme in ("rtsp", "rtsps"):
         _need_host(url, scheme)
         return ResolvedSource("rtsp", url, display)
@@ -92,14 +105,16 @@ def _local_path(url: str) -> Path:
     if url.lower().startswith("file://"):
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
-            raise SourceRefused(f"file url with a remote host {parts.netloc!r} is not allowed")
+            raise SourceRefused(f"file url with a remote host {parts.hostname!r} is not allowed")
         return Path(parts.path)
     if url.lower().startswith("file:"):
         return Path(url[5:])
     return Path(url)
 
 
-def _check_file(path: Path, cfg: IngestConfig) -> Path:
+def _check_file(path: Path, cfg: IngestConfig, must_exist: bool = True) -> Path:
+    if not str(path):
+        raise SourceRefused("empty file path")
     real = Path(os.path.realpath(path))  # symlinks resolved: a link cannot escape the media dirs
     if cfg.media_dirs:
         roots = [Path(os.path.realpath(d)) for d in cfg.media_dirs]
@@ -107,6 +122,8 @@ def _check_file(path: Path, cfg: IngestConfig) -> Path:
             raise SourceRefused(
                 f"{path} is outside the allowed media directories ({', '.join(cfg.media_dirs)})"
             )
+    if not must_exist:
+        return real
     if not real.exists():
         raise SourceRefused(f"file not found: {path}")
     if not real.is_file():

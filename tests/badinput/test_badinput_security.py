@@ -1,0 +1,151 @@
+"""Security corpus: keys on every route (SSE and snapshots included), webhook targets, the /api/ask
+budget, and camera credentials kept out of metrics labels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
+from pydantic import ValidationError
+
+from bus.broker import free_port
+from configs import Settings
+from configs.settings import IngestConfig, StoreConfig
+from dashboard.app import create_app
+from dashboard.limits import TokenBudget
+from ingest import metrics as ingest_metrics
+from ingest.camera import CameraWorker
+from ingest.testkit import MemorySink, make_plan
+
+VIEWER = "viewer-key-0123456789"
+ADMIN = "admin-key-0123456789ab"
+KEYS = [{"key": VIEWER, "role": "viewer"}, {"key": ADMIN, "role": "admin"}]
+# Routes anyone may call: liveness/readiness for orchestrators, the page shell and its static files,
+# and the API description. Everything else must ask for a key.
+OPEN = {"/healthz", "/readyz", "/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+@pytest.fixture
+def keyed(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(api={"api_keys": KEYS})), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{camera_id}", "c1").replace("{query_id}", "q1").replace("{snapshot_id}", "s1")
+
+
+def test_every_route_but_the_open_ones_needs_a_key(keyed: TestClient) -> None:
+    checked = []
+    paths = keyed.app.openapi()["paths"]  # type: ignore[attr-defined]
+    for path, ops in paths.items():
+        if path in OPEN:
+            continue
+        for method in ops:
+            m = method.upper()
+            r = keyed.request(m, _concrete(path), json={} if m in ("POST", "PATCH") else None)
+            assert r.status_code == 401, (m, path, r.status_code)
+            checked.append(f"{m} {path}")
+    assert {"GET /api/events/stream", "GET /api/snapshots/{snapshot_id}", "POST /api/ask"} <= set(checked)
+    assert "GET /api/cameras/{camera_id}/snapshot" in checked and "GET /metrics" in checked
+
+
+@pytest.mark.parametrize(
+    ("case", "path"),
+    [
+        ("sse-stream", "/api/events/stream?max_s=0.01"),
+        ("event-snapshot", "/api/snapshots/s1"),
+        ("camera-snapshot", "/api/cameras/c1/snapshot"),
+    ],
+)
+def test_browser_endpoints_take_a_query_key_and_refuse_a_wrong_one(
+    keyed: TestClient, case: str, path: str
+) -> None:
+    sep = "&" if "?" in path else "?"
+    assert keyed.get(path).status_code == 401
+    assert keyed.get(f"{path}{sep}api_key=not-a-key-at-all-000").status_code == 401
+    ok = keyed.get(f"{path}{sep}api_key={VIEWER}")
+    assert ok.status_code in (200, 404), ok.text  # past auth: the stream, or "no such snapshot"
+
+
+# ---- webhook targets -----------------------------------------------------------------------------
+WEBHOOK_REFUSED = [
+    ("ftp", "ftp://hooks.example/in", "scheme 'ftp' is not allowed"),
+    ("file", "file:///etc/passwd", "scheme 'file' is not allowed"),
+    ("javascript", "javascript:alert(1)", "scheme 'javascript' is not allowed"),
+    ("gopher", "gopher://127.0.0.1:6379/_FLUSHALL", "scheme 'gopher' is not allowed"),
+    ("no-host", "https:///in", "no host"),
+    ("bad-port", "https://hooks.example:99999/in", "malformed"),
+    ("newline", "https://hooks.example/in\r\nX-Injected: 1", "control characters"),
+    ("cloud-metadata", "http://169.254.169.254/latest/meta-data/", "link-local"),
+    ("link-local-v6", "http://[fe80::1]/in", "link-local"),
+    ("unspecified", "http://0.0.0.0:8080/in", "link-local/unspecified"),
+    ("multicast", "http://239.1.2.3/in", "multicast"),
+]
+
+
+@pytest.mark.parametrize(("case", "url", "why"), WEBHOOK_REFUSED, ids=[w[0] for w in WEBHOOK_REFUSED])
+def test_webhook_targets_are_validated_when_the_config_loads(case: str, url: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=why):
+        StoreConfig(webhook_urls=("https://ok.example/in", url))
+
+
+def test_webhook_targets_that_are_fine() -> None:
+    urls = (
+        "https://hooks.example/in?x=1",
+        "http://10.0.0.7:8080/in",
+        "http://localhost:9000/",
+        "http://[::1]/",
+    )
+    assert StoreConfig(webhook_urls=urls).webhook_urls == urls
+    # Link-local only when the operator says so (a receiver on a link-local network).
+    StoreConfig(webhook_urls=("http://169.254.10.20/in",), webhook_allow_link_local=True)
+
+
+# ---- /api/ask: rate limit (tests/unit/test_api_auth.py) and token budget ------------------------------
+def test_token_budget_counts_tokens_and_resets_per_period() -> None:
+    now = [0.0]
+    b = TokenBudget(1000, 3600.0, clock=lambda: now[0])
+    assert b.check() == 0.0
+    b.spend(600)
+    assert b.check() == 0.0  # 400 left
+    b.spend(600)  # the call in flight may overshoot
+    now[0] = 100.0
+    assert b.check() == pytest.approx(3500.0)
+    now[0] = 3600.0
+    assert b.check() == 0.0 and b.spent == 0
+    assert TokenBudget(None, 60.0).check() == 0.0
+    zero = TokenBudget(0, 60.0)
+    assert zero.check() > 0
+
+
+def test_ask_is_refused_with_429_once_the_budget_is_spent(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(api={"api_keys": KEYS, "ask_token_budget": 5000, "ask_budget_period_s": 3600})
+    with TestClient(create_app(settings)) as c:
+        h = {"X-API-Key": VIEWER}
+        body = {"camera_id": "c1", "question": "who is at the door?"}
+        assert c.post("/api/ask", json=body, headers=h).status_code == 404  # within budget: no such camera
+        c.app.state.sightline.ask_budget.spend(5000)  # type: ignore[attr-defined]
+        r = c.post("/api/ask", json=body, headers=h)
+        assert r.status_code == 429 and "token budget spent: 5000 tokens per 3600s" in r.json()["detail"]
+        assert 1 <= int(r.headers["retry-after"]) <= 3600
+
+
+# ---- credentials never in metrics labels ------------------------------------------------------------
+def test_camera_credentials_never_reach_ingest_metrics() -> None:
+    password = "Pw-in-url-7731"
+    url = f"rtsp://admin:{password}@127.0.0.1:{free_port()}/live?token={password}"
+    sink = MemorySink()
+    w = CameraWorker(
+        make_plan(url, "door"), IngestConfig(reconnect_initial_s=0.05, reconnect_max_s=0.1), sink
+    )
+    w.start()
+    assert sink.wait_for(lambda s: s.states().count("reconnecting") >= 2, 10), sink.states()
+    w.stop()
+    assert w.join(5)
+    exposition = generate_latest(ingest_metrics.REGISTRY).decode()
+    assert 'camera_id="door"' in exposition
+    assert password not in exposition
+    assert all(password not in u.reason for u in sink.updates)
