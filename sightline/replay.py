@@ -41,6 +41,8 @@ class ReplayResult:
     frames: int = 0
     camera_state: str = ""
     camera_reason: str = ""
+    # The camera's last counters (decoded, published, gated, ...): gated + published = sampled.
+    camera_counters: dict[str, int] = field(default_factory=dict)
     engine: str = ""
     model: str = ""
     engine_calls: int = 0
@@ -203,6 +205,7 @@ async def _replay(
                 out = await processor.finish(camera_id, wall=last_wall or item.ts)
             else:
                 result.camera_state, result.camera_reason = item.state, item.reason
+                result.camera_counters = {k: int(v) for k, v in item.counters.items()}
                 break
             _collect(result, out, store)
     finally:
