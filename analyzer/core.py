@@ -29,6 +29,7 @@ from bus.contracts import (
 from bus.control import ControlState
 from configs.settings import AnalyzerConfig
 from glm45v_engine import Clip, EngineError, Frame, UnsupportedQuery, VisionEngine
+from glm45v_engine.parsing import unreadable_boxes
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (camera_id, query_id)
@@ -186,6 +187,10 @@ class FrameProcessor:
         self.counters["engine_calls"] += 1
         self.last_call[key] = (meta.source_session, meta.pts_s)
         self.cursors[key] = Cursor(meta.source_session, meta.frame_id)
+        if not g.boxes and unreadable_boxes(g.raw_text):  # garbled, which is not "nothing there"
+            self.counters["skipped_unreadable"] += 1  # asking again would give the same: skip, counted
+            expired = self.tracker(key).expire(meta.pts_s, meta.frame_id, meta.wall_ts)
+            return Outputs(events=self._events(q, meta, expired))
         sx, sy = meta.width / meta.encoded_width, meta.height / meta.encoded_height
         dets = [
             Detection(

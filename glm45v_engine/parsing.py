@@ -321,3 +321,16 @@ def _first_json(text: str) -> object:
         if isinstance(value, dict | list):
             return value
     return None
+
+
+_BRACKET_NUMBER = re.compile(r"\[\s*-?\d")
+
+
+def unreadable_boxes(text: str | None) -> bool:
+    """True when an answer carries box markup (box tokens, or a bracket opening a number) and yet no
+    usable box can be read from it: a garbled answer, which is not the same as "nothing there"."""
+    raw = text if isinstance(text, str) else ""
+    answer = split_thinking(_SPECIAL.sub("", raw))[0]
+    if "<|begin_of_box|>" not in answer and not _BRACKET_NUMBER.search(answer):
+        return False
+    return not parse_response(raw, (1000, 1000)).boxes

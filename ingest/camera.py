@@ -102,6 +102,8 @@ class CameraWorker:
         self.reconnects = 0
         self.lag_s = 0.0
         self.drops: dict[str, int] = {}
+        self.gone_s = 0.0  # how long live sources were gone: last frame before a disconnect to first after
+        self._gone_since: float | None = None
         self._stop = threading.Event()
         self._stop_reason = "stopped"
         self._on_exit = on_exit
@@ -167,6 +169,7 @@ class CameraWorker:
                 "gated": self.gated,
                 "reconnects": self.reconnects,
                 "queued": len(self._queue),
+                "gone_s": round(self.gone_s, 3),
             },
         )
 
@@ -183,9 +186,29 @@ class CameraWorker:
         except Exception:  # a broker hiccup must not kill the camera
             log.warning("status publish failed", exc_info=True, extra=self._extra)
 
-    def _drop(self, reason: str) -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
-        metrics.DROPS.labels(self.plan.camera_id, reason).inc()
+    def _drop(self, reason: str, n: int = 1) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + n
+        metrics.DROPS.labels(self.plan.camera_id, reason).inc(n)
+
+    def _count_gap(self, source: Source) -> None:
+        """A live source is back: count the sampled frames it would have given while it was gone."""
+        if self._gone_since is None:
+            return
+        gap = time.monotonic() - self._gone_since
+        self._gone_since = None
+        fps = getattr(source, "nominal_fps", None)
+        rate = min(self.plan.sample_fps, fps) if fps else self.plan.sample_fps
+        missed = max(0, round(gap * rate) - 1)  # one frame interval is no gap
+        self.gone_s += gap
+        if missed:
+            self._drop("source_gone", missed)
+        log.warning(
+            "camera %s: source back after %.1f s; %d sampled frames missed",
+            self.plan.camera_id,
+            gap,
+            missed,
+            extra=self._extra,
+        )
 
     # -- supervisor ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -301,6 +324,7 @@ class CameraWorker:
         started = datetime.now(UTC) if live else self._recorded_at()
         pts0: float | None = None
         frames = 0
+        last_at: float | None = None  # when the last frame was decoded
         counter = metrics.FRAMES_DECODED.labels(plan.camera_id)
         try:
             for d in source.frames():
@@ -309,7 +333,10 @@ class CameraWorker:
                 with self._lock:
                     self.decoded += 1
                 counter.inc()
+                last_at = time.monotonic()
                 if frames == 0:
+                    if source.live:
+                        self._count_gap(source)
                     self._set_state("streaming", "")
                 frames += 1
                 if not sampler.keep(d.pts_s):
@@ -321,6 +348,8 @@ class CameraWorker:
                     continue
                 if pacer:
                     pacer.wait(d.pts_s)
+                    if self._stop.is_set():
+                        break  # woken early by the stop: this frame's time has not come, so it never existed
                 if source.live:
                     wall = datetime.now(UTC)
                 else:
@@ -343,6 +372,8 @@ class CameraWorker:
             return frames, exc
         finally:
             source.close()
+            if source.live and last_at is not None:
+                self._gone_since = last_at  # until the next session's first frame, frames are missed
         return frames, None
 
     # -- publisher ----------------------------------------------------------------------

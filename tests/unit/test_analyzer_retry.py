@@ -159,3 +159,36 @@ def test_a_window_held_for_retry_keeps_its_frames_uncommitted() -> None:
         assert proc.oldest_open_offset(CAM) == 100  # the failed window's frames are still needed
 
     asyncio.run(go())
+
+
+class GarbleEngine(FlakyEngine):
+    """Answers calls numbered in `garble` with text that has box markup but no readable box."""
+
+    def __init__(self, garble: Sequence[int]) -> None:
+        super().__init__()
+        self.garble = set(garble)
+
+    async def ground(self, frames: Sequence[Frame], query: str, *, thinking: bool = False) -> list[Grounding]:
+        [g] = await super().ground(frames, query, thinking=thinking)
+        if self.ground_calls in self.garble:
+            return [Grounding(boxes=(), image_size=g.image_size, raw_text="<|begin_of_box|>[[12, 9x, ,]]")]
+        return [g]
+
+
+def test_a_garbled_answer_is_skipped_and_counted_not_taken_as_nobody_there() -> None:
+    engine = GarbleEngine(garble=(6, 7))
+    proc = processor(engine)
+
+    async def go() -> Outputs:
+        out = Outputs()
+        for i in range(14):
+            out.extend(await proc.process(meta(i), JPEG, offset=i))
+        out.extend(await proc.finish(CAM, wall=T0 + timedelta(seconds=14)))
+        return out
+
+    out = asyncio.run(go())
+    assert proc.counters["skipped_unreadable"] == 2
+    # 1 s without a usable answer is less than max_missing_s: the track goes on, as in the calm run.
+    assert sorted((e.event_id, e.phase) for e in out.events if e.phase != "update") == sorted(
+        (e.event_id, e.phase) for e in CALM.events if e.phase != "update"
+    )
