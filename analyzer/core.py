@@ -262,7 +262,7 @@ class FrameProcessor:
                 bbox=_round(s.bbox),
                 bbox_norm=_round((s.bbox[0] / w, s.bbox[1] / h, s.bbox[2] / w, s.bbox[3] / h), 5),
                 frame_id=s.frame_id,
-                source_session=session,
+                source_session=s.session or session,
                 pts_s=round(s.pts_s, 3),
                 wall_ts=s.wall_ts,
                 closed_at=s.closed_at,

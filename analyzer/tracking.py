@@ -77,6 +77,7 @@ class TrackEvent:
     closed_at: datetime | None = None
     score: float | None = None
     reason: str = ""
+    session: str = ""  # the source session the track lived in (an end can be emitted in the next one)
 
 
 def centre(b: BBox) -> tuple[float, float]:
@@ -191,7 +192,19 @@ class Tracker:
         due = pts - t.last_emit_pts >= self.config.update_every_s
         if due or (self.config.update_move_frac and moved >= self.config.update_move_frac):
             t.last_emit_pts, t.last_emit_bbox = pts, det.bbox
-            return [TrackEvent("update", t.track_id, t.label, det.bbox, pts, frame_id, wall, score=det.score)]
+            return [
+                TrackEvent(
+                    "update",
+                    t.track_id,
+                    t.label,
+                    det.bbox,
+                    pts,
+                    frame_id,
+                    wall,
+                    score=det.score,
+                    session=self.session,
+                )
+            ]
         return []
 
     def _maybe_confirm(self, t: Track) -> list[TrackEvent]:
@@ -203,7 +216,15 @@ class Tracker:
         wall = datetime.fromisoformat(t.first_wall)
         return [
             TrackEvent(
-                "start", t.track_id, t.label, t.first_bbox, t.first_pts, t.first_frame_id, wall, score=t.score
+                "start",
+                t.track_id,
+                t.label,
+                t.first_bbox,
+                t.first_pts,
+                t.first_frame_id,
+                wall,
+                score=t.score,
+                session=self.session,
             )
         ]
 
@@ -219,6 +240,7 @@ class Tracker:
             closed_at=closed,
             score=t.score,
             reason=reason,
+            session=self.session,
         )
 
     # Checkpoints: the tracker's whole state as JSON-able data, so another worker can continue it.

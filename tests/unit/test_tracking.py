@@ -131,6 +131,8 @@ def test_state_round_trip_continues_the_same_tracks() -> None:
 def test_source_restart_closes_tracks() -> None:
     tracker = Tracker("cam", "q", TrackerConfig(min_hits=1))
     tracker.step(5.0, 50, T0, [Detection("person", (0, 0, 50, 100))], "s1", (W, H))
-    events = tracker.step(0.0, 0, T0, [], "s2", (W, H))
-    assert [e.phase for e in events] == ["end"]
+    events = tracker.step(0.0, 0, T0, [Detection("person", (0, 0, 50, 100))], "s2", (W, H))
+    assert [e.phase for e in events] == ["end", "start"]
     assert events[0].reason == "source restarted"
+    # The end is emitted on the new session's first frame but belongs to the old session's track.
+    assert [e.session for e in events] == ["s1", "s2"]
