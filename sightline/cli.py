@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline: latency through the broker; gating: engine calls saved by gating; "
         "soak: the full stack for minutes (RSS, fds, p99)",
     )
-    bp.add_argument("--cameras", type=int, default=16)
-    bp.add_argument("--seconds", type=float, default=20.0)
+    # None: each bench picks its own default (pipeline 16 cameras × 20 s, soak 32 × 300 s).
+    bp.add_argument("--cameras", type=int, default=None, help="default: the bench's own")
+    bp.add_argument("--seconds", type=float, default=None, help="default: the bench's own")
     bp.add_argument("--engine-latency-ms", type=float, default=0.0)
     bp.add_argument("--concurrency", type=int, default=8)
     bp.add_argument("--video", help="input clip (default: generated)")
