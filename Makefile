@@ -10,12 +10,12 @@ TEST_DEBS := opencv-doc chromium python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer
 	gstreamer1.0-libav gstreamer1.0-tools docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit broker e2e audit install install-dev debs-demo debs-test clean
+.PHONY: demo test lint typecheck unit broker e2e audit audit-strict install install-dev debs-demo debs-test clean
 
 demo: install debs-demo
 	$(BIN)/sightline up --config demo
 
-test: install-dev debs-test lint typecheck
+test: install-dev debs-test lint typecheck audit
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 lint: install-dev
@@ -32,11 +32,13 @@ broker: install-dev
 e2e: install-dev
 	$(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
 
-# Known vulnerabilities in the pinned runtime dependencies (the image's requirements.lock), from
-# PyPI's advisory data: needs pypi.org. --strict: a dependency that could not be audited fails the
-# run instead of passing silently.
+# Known vulnerabilities in the pinned runtime dependencies (the image's requirements.lock), by
+# pip-audit: a known vulnerability fails `make test`. A pin without reachable
+# advisory data is listed as UNCHECKED (and fails only `make audit-strict`): see docs/reliability.md.
 audit: install-dev
-	$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --strict --progress-spinner off
+	$(BIN)/python scripts/audit.py
+audit-strict: install-dev
+	$(BIN)/python scripts/audit.py --strict
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
