@@ -31,10 +31,10 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from faults.conftest import FaultRow
 
 from bus.broker import EmbeddedBroker, free_port
 from bus.contracts import CameraSpec, QuerySpec
+from faults.conftest import FaultRow
 
 from stackkit import Stack
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from faults.conftest import FaultRow
 from faults.faultkit import (
     Outcome,
@@ -33,7 +34,6 @@ from faults.faultkit import (
     wait_progress,
     wait_tracks_open,
 )
-
 from glm45v_engine.scripted_server import ScriptedServer
 from sightline.samples import Figure
 

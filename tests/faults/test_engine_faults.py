@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from faults.conftest import FaultRow
 from faults.faultkit import CAMERAS, Outcome, assert_same, calm_outcome, replay, row
-
 from glm45v_engine.scripted_server import ScriptedServer
 from sightline.samples import Figure
 
