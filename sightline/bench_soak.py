@@ -94,6 +94,11 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             f"  {proc:<8} RSS {r['rss_mb_warm']} -> max {r['rss_mb_max']} MB ({r['rss_growth']:+.1%}), "
             f"fds {r['fds_warm']} -> {r['fds_end']} (max {r['fds_max']}), threads {r['threads_end']}"
         )
+    t0 = data.window[0]
+    rep["samples"] = [  # the raw series, to tell a leak (steady climb) from a backlog (rise and fall)
+        {"t": round(r["t"] - t0, 1), "proc": r["proc"], "rss_mb": round(r["rss"] / 1e6, 1), "fds": r["fds"]}
+        for r in data.resources
+    ]
     rep["targets"] = soak_targets(rep)
     ok = print_targets(rep["targets"]) and all(code == 0 for code in rep["exit_codes"].values())
     rep["ok"] = ok

@@ -128,10 +128,13 @@ def drops(data: RunData) -> dict[str, int]:
     return out
 
 
-def capacity(data: RunData, calls_per_s: float, engine_mean_ms: float) -> dict[str, Any]:
+def capacity(data: RunData, tput: dict[str, float], engine_mean_ms: float) -> dict[str, Any]:
     """How many camera-queries (one grounding query on one camera at the sample rate) the worker sustains."""
     plan = data.plan
-    offered = plan.cameras * plan.sample_fps
+    calls_per_s = tput["engine_calls_per_s"]
+    # What ingest really published (one query: a call per frame), not cameras × fps: looped files run
+    # a little fast, and a worker that kept up with the nominal rate may still fall behind the real one.
+    offered = max(tput["frames_per_s"], plan.cameras * plan.sample_fps)
     saturated = calls_per_s < 0.95 * offered
     ceiling = plan.concurrency / (plan.engine_latency_ms / 1000) if plan.engine_latency_ms else None
     return {
@@ -234,7 +237,7 @@ def report(data: RunData, bench: str) -> dict[str, Any]:
         "throughput": tput,
         "drops": drops(data),
         "drained": data.drained,
-        "capacity": capacity(data, tput["engine_calls_per_s"], table["engine"].get("mean", 0.0)),
+        "capacity": capacity(data, tput, table["engine"].get("mean", 0.0)),
         "resources": resources(data, t0),
         "machine": {
             "cores": os.cpu_count(),
