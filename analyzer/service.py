@@ -30,11 +30,13 @@ from bus.control import ControlFollower, ControlState
 from bus.kafka import (
     PoisonMessage,
     Producer,
+    commit_offsets,
     dead_letter,
     decode_end_of_stream,
     decode_frame,
     ensure_topics,
     make_consumer,
+    poll,
 )
 from bus.process import require_bootstrap, worker_id
 from bus.topics import Topics
@@ -93,7 +95,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             while not self.stop.is_set():
                 self._drain_control()
-                batch = self.consumer.poll(timeout_ms=200)
+                batch = poll(self.consumer, 200)
                 records = sorted(
                     (r for rs in batch.values() for r in rs), key=lambda r: (r.partition, r.offset)
                 )
@@ -199,8 +201,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                 if held is not None:
                     nxt = min(nxt, held)
             offsets[tp] = OffsetAndMetadata(nxt, "", -1)
-        if offsets:
-            self.consumer.commit(offsets)
+        commit_offsets(self.consumer, offsets)
         for p, offset in failed.items():
             self.consumer.seek(TopicPartition(self.topics.frames, p), offset)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from kafka.structs import TopicPartition
 
 from bus.contracts import CameraSpec, ControlMessage, QuerySpec
-from bus.kafka import PoisonMessage, decode, make_consumer
+from bus.kafka import PoisonMessage, decode, make_consumer, poll
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ControlFollower:
             consumer.seek_to_beginning(*tps)
             last_data = time.monotonic()
             while not self._stop.is_set():
-                batches = consumer.poll(timeout_ms=200)
+                batches = poll(consumer, 200)
                 for records in batches.values():
                     for r in records:
                         self._apply(r)

@@ -150,6 +150,41 @@ def make_consumer(
     return consumer
 
 
+def poll(
+    consumer: KafkaConsumer, timeout_ms: int, max_records: int | None = None
+) -> dict[TopicPartition, list[ConsumerRecord]]:
+    """`consumer.poll` that rides out a broker outage instead of ending the process.
+
+    kafka-python 3.0 can raise a retriable error (e.g. `KafkaConnectionError`) out of poll while
+    the broker is down: its coordinator lookup re-raises a failed metadata refresh. That is an
+    outage, not a bug in the data: say so, wait a little, answer "nothing yet", and the next call
+    reconnects once the broker is back.
+    """
+    try:
+        return dict(consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        log.warning("broker unavailable, polling again: %s", exc)
+        time.sleep(max(timeout_ms, 200) / 1000)
+        return {}
+
+
+def commit_offsets(consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
+    """Commit; a retriable failure (broker down) is logged and skipped: the next commit covers these
+    offsets, or the records are redelivered and, being idempotent downstream, change nothing."""
+    if not offsets:
+        return True
+    try:
+        consumer.commit(offsets)
+        return True
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        log.warning("commit failed (broker unavailable), a later commit covers it: %s", exc)
+        return False
+
+
 def commit(consumer: KafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
     """Commit the offset after the highest record seen per partition."""
     offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -157,8 +192,7 @@ def commit(consumer: KafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
         tp = TopicPartition(r.topic, r.partition)
         if tp not in offsets or offsets[tp].offset <= r.offset:
             offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-    if offsets:
-        consumer.commit(offsets)
+    commit_offsets(consumer, offsets)
 
 
 def header(record: ConsumerRecord, name: str) -> bytes | None:

@@ -19,6 +19,7 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
 from bus.contracts import CameraSpec, ControlMessage, StatusUpdate
+from bus.kafka import poll
 from bus.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Registry:
 
     def poll(self, timeout_ms: int) -> int:
         """Read what arrived; returns how many records were seen."""
-        batches = self._consumer.poll(timeout_ms=timeout_ms)
+        batches = poll(self._consumer, timeout_ms)
         n = 0
         for tp, records in batches.items():
             for r in records:

@@ -26,6 +26,7 @@ from bus.kafka import (
     decode,
     ensure_topics,
     make_consumer,
+    poll,
     wait_for_broker,
 )
 from bus.process import State, require_bootstrap, worker_id
@@ -68,7 +69,7 @@ class Sink:
         }
 
     def step(self, stop: threading.Event, timeout_ms: int = 500) -> int:
-        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=256)
+        polled = poll(self.consumer, timeout_ms, max_records=256)
         records: list[ConsumerRecord] = [r for batch in polled.values() for r in batch]
         if not records:
             return 0
