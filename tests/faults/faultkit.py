@@ -179,6 +179,16 @@ def kill_and_restart(verb: str, delay_s: float = RESTART_DELAY_S) -> Disturb:
     return disturb
 
 
+def crashed(stack: Stack) -> dict[str, int]:
+    """Processes that exited by themselves ("<verb>-<n>" -> rc); a SIGKILL by the test is not a crash."""
+    return {
+        f"{verb}-{i}": rc
+        for verb, procs in stack.procs.items()
+        for i, p in enumerate(procs)
+        if (rc := p.poll()) is not None and rc != -signal.SIGKILL
+    }
+
+
 def terminate(stack: Stack, verb: str) -> None:
     """SIGTERM every live process of a kind and wait for it (a clean stop, unlike Stack.kill)."""
     procs = [p for p in stack.procs.get(verb, []) if p.poll() is None]
@@ -247,6 +257,7 @@ def replay(
             recovered = disturb(stack)
 
         def complete() -> bool:
+            assert not (dead := crashed(stack)), f"processes died on their own: {dead}\n{stack.logs()}"
             if expect is not None:
                 ids = {e["event_id"] for e in stack.events()}
                 sums = {s["summary_id"] for s in summaries(stack)}
