@@ -87,8 +87,13 @@ def _score_and_gate(result: ReplayResult, truth: object, args: argparse.Namespac
     if failed:
         print("\nFAILED: " + "; ".join(failed))
         return 1
-    if args.min_recall is not None or args.min_precision is not None:
-        print("\nPASSED: event scores meet the thresholds")
+    met = []
+    if args.min_recall is not None:
+        met.append(f"recall {ev.recall:.3f} >= {args.min_recall}")
+    if args.min_precision is not None:
+        met.append(f"precision {ev.precision:.3f} >= {args.min_precision}")
+    if met:
+        print("\nPASSED: " + "; ".join(met))
     return 0
 
 
