@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,11 +28,12 @@ from bus.contracts import (
 )
 from bus.control import ControlState
 from configs.settings import AnalyzerConfig
-from glm45v_engine import Clip, EngineError, Frame, UnsupportedQuery, VisionEngine
+from glm45v_engine import Clip, EngineError, Frame, Grounding, UnsupportedQuery, VisionEngine
 from glm45v_engine.parsing import unreadable_boxes
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (camera_id, query_id)
+AheadKey = tuple[Key, str, int]  # (camera_id, query_id), source_session, frame_id
 MAX_LABEL = 200  # the store's label column; a model's (or a long query text's) longer label is cut
 
 
@@ -90,6 +91,7 @@ class FrameProcessor:
         # Optional observer of every answered frame's boxes (replay scores raw boxes with it).
         self.on_boxes: Callable[[FrameMeta, QuerySpec, list[Detection]], None] | None = None
         self._sem = asyncio.Semaphore(config.max_concurrency)
+        self._ahead: dict[AheadKey, asyncio.Future[Grounding]] = {}  # calls started by `prefetch`
 
     def tracker_config(self) -> TrackerConfig:
         c = self.config
@@ -113,11 +115,7 @@ class FrameProcessor:
         if not queries:
             self.counters["frames_without_query"] += 1
             return out
-        if (
-            self.skip_stale
-            and meta.live
-            and (utcnow() - meta.wall_ts).total_seconds() > self.config.max_lag_s
-        ):
+        if self._stale(meta):
             self.counters["skipped_lag"] += 1
             for q in queries:  # time still passes for the tracks
                 if q.kind == "grounding":
@@ -136,15 +134,12 @@ class FrameProcessor:
                     tasks.append(self._summarize(q, meta.camera_id, window))
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
                 self.counters["skipped_already_processed"] += 1
-            elif self._due(q, meta):
-                frame = frame or Frame.from_jpeg(
-                    jpeg,
-                    camera_id=meta.camera_id,
-                    frame_id=meta.frame_id,
-                    pts_s=meta.pts_s,
-                    wall_ts=meta.wall_ts,
-                )
-                tasks.append(self._ground(q, meta, frame, jpeg))
+            elif self._due(q, meta, self.last_call):
+                call = self._ahead.pop(((meta.camera_id, q.id), meta.source_session, meta.frame_id), None)
+                if call is None:
+                    frame = frame or _frame(meta, jpeg)
+                    call = asyncio.ensure_future(self._call(q, frame))
+                tasks.append(self._ground(q, meta, call, jpeg))
             else:
                 self.counters["skipped_interval"] += 1
                 tracker = self.tracker((meta.camera_id, q.id))
@@ -160,16 +155,57 @@ class FrameProcessor:
             raise failure
         return out
 
-    def _due(self, q: QuerySpec, meta: FrameMeta) -> bool:
+    def _stale(self, meta: FrameMeta) -> bool:
+        age = (utcnow() - meta.wall_ts).total_seconds()
+        return self.skip_stale and meta.live and age > self.config.max_lag_s
+
+    def _due(self, q: QuerySpec, meta: FrameMeta, last_call: dict[Key, tuple[str, float]]) -> bool:
         interval = q.interval_s if q.interval_s is not None else self.config.interval_s
-        last = self.last_call.get((meta.camera_id, q.id))
+        last = last_call.get((meta.camera_id, q.id))
         return last is None or last[0] != meta.source_session or meta.pts_s - last[1] >= interval - 1e-6
 
-    async def _ground(self, q: QuerySpec, meta: FrameMeta, frame: Frame, jpeg: bytes) -> Outputs:
+    def prefetch(self, frames: Sequence[tuple[FrameMeta, bytes]]) -> None:
+        """Start now the grounding calls `process` will make for these frames of one camera, in order.
+
+        `process` handles a camera's frames one after another (tracking needs the order), so
+        without this a camera with several frames in a poll batch waits for each answer before
+        asking the next, and the concurrency budget sits idle behind the slowest camera. Which
+        frames are due is decided as `process` will decide it, assuming the earlier calls succeed;
+        a call that is not used (the batch failed, a frame went stale) is cancelled by `drop_ahead`.
+        """
+        last_call = dict(self.last_call)
+        for meta, jpeg in frames:
+            if self._stale(meta):
+                continue
+            frame: Frame | None = None
+            for q in self.control.queries_for(meta.camera_id):
+                key = (meta.camera_id, q.id)
+                ahead = (key, meta.source_session, meta.frame_id)
+                if q.kind != "grounding" or ahead in self._ahead:
+                    continue
+                if self.cursors.get(key, Cursor()).covers(meta) or not self._due(q, meta, last_call):
+                    continue
+                last_call[key] = (meta.source_session, meta.pts_s)
+                frame = frame or _frame(meta, jpeg)
+                self._ahead[ahead] = asyncio.ensure_future(self._call(q, frame))
+
+    def drop_ahead(self) -> None:
+        """Cancel the prefetched calls nobody took (a failed batch is redelivered and asks again)."""
+        for call in self._ahead.values():
+            call.cancel()
+        self._ahead.clear()
+
+    async def _call(self, q: QuerySpec, frame: Frame) -> Grounding:
+        async with self._sem:
+            [g] = await self.engine.ground([frame], q.text, thinking=q.thinking)
+        return g
+
+    async def _ground(
+        self, q: QuerySpec, meta: FrameMeta, call: asyncio.Future[Grounding], jpeg: bytes
+    ) -> Outputs:
         key = (meta.camera_id, q.id)
         try:
-            async with self._sem:
-                [g] = await self.engine.ground([frame], q.text, thinking=q.thinking)
+            g = await call
         except UnsupportedQuery as exc:
             self.counters["engine_refused"] += 1
             if q.id not in self.refused:
@@ -414,6 +450,12 @@ class FrameProcessor:
             self.tracker((camera_id, qid)).load_state(ts)
         for qid, (sess, pts) in state.get("last_call", {}).items():
             self.last_call[(camera_id, qid)] = (sess, float(pts))
+
+
+def _frame(meta: FrameMeta, jpeg: bytes) -> Frame:
+    return Frame.from_jpeg(
+        jpeg, camera_id=meta.camera_id, frame_id=meta.frame_id, pts_s=meta.pts_s, wall_ts=meta.wall_ts
+    )
 
 
 def _clamp(b: tuple[float, float, float, float], w: int, h: int) -> tuple[float, float, float, float]:

@@ -25,7 +25,7 @@ from analyzer import checkpoints
 from analyzer.core import EngineUnavailable, FrameProcessor, Outputs
 from analyzer.intake import check_frame
 from analyzer.snapshots import SnapshotWriter
-from bus.contracts import ControlMessage, StatusUpdate
+from bus.contracts import ControlMessage, FrameMeta, StatusUpdate
 from bus.control import ControlFollower, ControlState
 from bus.kafka import (
     PoisonMessage,
@@ -143,9 +143,11 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         touched: dict[str, int] = {}
 
         async def one_camera(recs: list[ConsumerRecord]) -> None:
+            frames = {r.offset: f for r in recs if (f := _peek_frame(r, self.settings.bus.max_frame_bytes))}
+            self.processor.prefetch(list(frames.values()))
             for r in recs:
                 try:
-                    result = await self._one(r, touched)
+                    result = await self._one(r, touched, frames.get(r.offset))
                 except EngineUnavailable as exc:
                     out.extend(exc.partial)  # what did succeed has moved state on: a retry won't redo it
                     failed[r.partition] = min(failed.get(r.partition, r.offset), r.offset)
@@ -153,7 +155,10 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                     return
                 out.extend(result)
 
-        await asyncio.gather(*(one_camera(recs) for recs in by_camera.values()))
+        try:
+            await asyncio.gather(*(one_camera(recs) for recs in by_camera.values()))
+        finally:
+            self.processor.drop_ahead()
         self._produce(out, touched)
         self._commit(records, failed)
         if failed:
@@ -163,10 +168,14 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         else:
             self.backoff_s = 0.0
 
-    async def _one(self, r: ConsumerRecord, touched: dict[str, int]) -> Outputs:
+    async def _one(
+        self, r: ConsumerRecord, touched: dict[str, int], peeked: tuple[FrameMeta, bytes] | None = None
+    ) -> Outputs:
         try:
-            eos = decode_end_of_stream(r)
-            if eos is None:
+            eos = None if peeked else decode_end_of_stream(r)
+            if peeked:
+                meta, jpeg = peeked
+            elif eos is None:
                 meta, jpeg = decode_frame(r)
                 check_frame(meta, jpeg, self.settings.bus.max_frame_bytes)
         except PoisonMessage as exc:
@@ -239,6 +248,18 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             )
         except Exception:  # status is best effort; the work is what matters
             log.warning("status not sent", exc_info=True)
+
+
+def _peek_frame(r: ConsumerRecord, max_bytes: int) -> tuple[FrameMeta, bytes] | None:
+    """A record's frame if it is a good one; anything else is left to `_one`, which dead-letters it."""
+    try:
+        if decode_end_of_stream(r) is not None:
+            return None
+        meta, jpeg = decode_frame(r)
+        check_frame(meta, jpeg, max_bytes)
+    except PoisonMessage:
+        return None
+    return meta, jpeg
 
 
 def run(settings: Settings, stop: threading.Event) -> int:
