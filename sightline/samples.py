@@ -155,3 +155,17 @@ def cut_clip(src: str | Path, dst: str | Path, seconds: float) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return out
+
+
+def remux(src: str | Path, dst: str | Path, options: dict[str, str] | None = None) -> Path:
+    """The video stream of `src` copied into the container `dst`'s suffix names, packets unchanged."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options=options or {}) as out:
+        stream = inp.streams.video[0]
+        target = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.dts is not None:  # the demuxer's flush packet
+                packet.stream = target
+                out.mux(packet)
+    return Path(dst)

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from bus.contracts import StatusUpdate
 from configs.settings import IngestConfig
 from ingest.camera import CameraWorker
 from ingest.testkit import MemorySink, make_plan
+from sightline.samples import remux
 
 HUGE = 4 << 30  # sparse: takes no disk, and must not be read into memory
 
@@ -87,20 +87,8 @@ def _clip_then_sparse_tail(d: Path, clip: Path) -> Path:
     return p
 
 
-def _faststart(clip: Path, dst: Path) -> Path:
-    """The clip remuxed with its index (moov) in front, as streaming-friendly files are."""
-    with av.open(str(clip)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        stream = inp.streams.video[0]
-        target = out.add_stream_from_template(stream)
-        for packet in inp.demux(stream):
-            if packet.dts is not None:
-                packet.stream = target
-                out.mux(packet)
-    return dst
-
-
 def _truncated_faststart(d: Path, clip: Path) -> Path:
-    src = _faststart(clip, d / "fs.mp4")
+    src = remux(clip, d / "fs.mp4", {"movflags": "faststart"})  # the index (moov) in front
     data = src.read_bytes()
     p = d / "cut-faststart.mp4"
     p.write_bytes(data[: len(data) // 2])

@@ -8,13 +8,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import pytest
 
 from configs.settings import IngestConfig
 from ingest import metrics
 from ingest.camera import CameraWorker
 from ingest.testkit import MemorySink, make_plan
+from sightline.samples import remux
 
 
 @pytest.fixture
@@ -61,22 +61,11 @@ def test_a_video_file_over_http_plays_to_its_end_and_counts_metrics(http_dir: tu
     assert sample("camera_state", state="streaming") == 0.0
 
 
-def _to_mpegts(src: Path, dst: Path) -> Path:
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream = inp.streams.video[0]
-        target = out.add_stream_from_template(stream)
-        for packet in inp.demux(stream):
-            if packet.dts is not None:
-                packet.stream = target
-                out.mux(packet)
-    return dst
-
-
 def test_a_playlist_cannot_make_ffmpeg_read_local_files(
     http_dir: tuple[str, Path], short_clip: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     # A segment FFmpeg's HLS demuxer would happily read from disk if the file protocol were allowed.
-    local = _to_mpegts(short_clip, tmp_path_factory.mktemp("private") / "secret.ts")
+    local = remux(short_clip, tmp_path_factory.mktemp("private") / "secret.ts")
     base, root = http_dir
     (root / "evil.m3u8").write_text(
         f"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nfile://{local}\n#EXT-X-ENDLIST\n"
