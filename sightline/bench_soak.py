@@ -58,13 +58,14 @@ def markdown(rep: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| process | RSS warm MB | RSS max MB | growth | fds warm | fds end | fds max |",
-        "|---|---|---|---|---|---|---|",
+        "| process | RSS first minute MB | RSS last minute MB | growth | RSS peak MB | fds warm | fds end "
+        "| fds max |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for proc, r in rep["resources"].items():
         lines.append(
-            f"| {proc} | {r['rss_mb_warm']} | {r['rss_mb_max']} | {r['rss_growth']:.1%} | "
-            f"{r['fds_warm']} | {r['fds_end']} | {r['fds_max']} |"
+            f"| {proc} | {r['rss_mb_warm']} | {r['rss_mb_end']} | {r['rss_growth']:.1%} | "
+            f"{r['rss_mb_max']} | {r['fds_warm']} | {r['fds_end']} | {r['fds_max']} |"
         )
     lines += ["", "| target | value | limit | ratio | ok |", "|---|---|---|---|---|"]
     for name, t in rep["targets"].items():
@@ -91,7 +92,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     )
     for proc, r in rep["resources"].items():
         print(
-            f"  {proc:<8} RSS {r['rss_mb_warm']} -> max {r['rss_mb_max']} MB ({r['rss_growth']:+.1%}), "
+            f"  {proc:<8} RSS {r['rss_mb_warm']} -> {r['rss_mb_end']} MB ({r['rss_growth']:+.1%}; "
+            f"peak {r['rss_mb_max']}), "
             f"fds {r['fds_warm']} -> {r['fds_end']} (max {r['fds_max']}), threads {r['threads_end']}"
         )
     t0 = data.window[0]

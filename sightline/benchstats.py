@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from statistics import median
 from typing import Any
 
 import numpy as np
@@ -151,18 +152,26 @@ def capacity(data: RunData, tput: dict[str, float], engine_mean_ms: float) -> di
 
 
 def resources(data: RunData, after: float) -> dict[str, dict[str, Any]]:
-    """Per process: RSS and fd counts at the first sample after `after`, at the end, and at most."""
+    """Per process: RSS and fd counts after `after` (the warm-up), at the end, and at most.
+
+    RSS growth compares the median of the last stretch of samples with the median of the first
+    after warm-up (each a quarter of the span, at most a minute): a leak keeps growing, while a
+    peak from a burst of work in flight comes and goes — the peak is reported beside it.
+    """
     out: dict[str, dict[str, Any]] = {}
     for proc in sorted({r["proc"] for r in data.resources}):
         rows = [r for r in data.resources if r["proc"] == proc]
         warm = [r for r in rows if r["t"] >= after] or rows[-1:]
         first, last = warm[0], warm[-1]
+        stretch = min(60.0, (last["t"] - first["t"]) / 4)
+        start = median(r["rss"] for r in warm if r["t"] <= first["t"] + stretch)
+        end = median(r["rss"] for r in warm if r["t"] >= last["t"] - stretch)
         out[proc] = {
             "samples": len(rows),
-            "rss_mb_warm": round(first["rss"] / 1e6, 1),
-            "rss_mb_end": round(last["rss"] / 1e6, 1),
+            "rss_mb_warm": round(start / 1e6, 1),
+            "rss_mb_end": round(end / 1e6, 1),
             "rss_mb_max": round(max(r["rss"] for r in warm) / 1e6, 1),
-            "rss_growth": round((max(r["rss"] for r in warm) - first["rss"]) / max(first["rss"], 1), 4),
+            "rss_growth": round((end - start) / max(start, 1), 4),
             "fds_warm": first["fds"],
             "fds_end": last["fds"],
             "fds_max": max(r["fds"] for r in warm),
