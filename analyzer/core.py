@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from analyzer.events import object_events
 from analyzer.snapshots import SnapshotWriter
 from analyzer.tracking import Detection, Tracker, TrackerConfig, TrackEvent
 from analyzer.windows import OpenWindow, Windower
@@ -264,7 +265,8 @@ class FrameProcessor:
         latency_ms: float = 0.0,
         snapshot: str | None = None,
     ) -> list[ObjectEvent]:
-        return self._make_events(
+        return object_events(
+            self.engine,
             q,
             meta.camera_id,
             meta.source_session,
@@ -273,43 +275,6 @@ class FrameProcessor:
             latency_ms=latency_ms,
             snapshot=snapshot,
         )
-
-    def _make_events(
-        self,
-        q: QuerySpec,
-        camera_id: str,
-        session: str,
-        size: tuple[int, int],
-        steps: list[TrackEvent],
-        *,
-        latency_ms: float = 0.0,
-        snapshot: str | None = None,
-    ) -> list[ObjectEvent]:
-        w, h = max(size[0], 1), max(size[1], 1)
-        return [
-            ObjectEvent(
-                event_id=stable_id(camera_id, q.id, s.track_id, s.phase, s.frame_id),
-                phase=s.phase,
-                camera_id=camera_id,
-                query_id=q.id,
-                query_text=q.text,
-                track_id=s.track_id,
-                label=s.label,
-                bbox=_round(s.bbox),
-                bbox_norm=_round((s.bbox[0] / w, s.bbox[1] / h, s.bbox[2] / w, s.bbox[3] / h), 5),
-                frame_id=s.frame_id,
-                source_session=s.session or session,
-                pts_s=round(s.pts_s, 3),
-                wall_ts=s.wall_ts,
-                closed_at=s.closed_at,
-                score=s.score,
-                engine=self.engine.name,
-                model=self.engine.model,
-                latency_ms=round(latency_ms, 1),
-                snapshot=snapshot if s.phase == "start" else None,
-            )
-            for s in steps
-        ]
 
     def _windower(self, q: QuerySpec, meta: FrameMeta) -> Windower:
         key = (meta.camera_id, q.id)
@@ -388,7 +353,7 @@ class FrameProcessor:
                 continue
             q = self.control.queries.get(qid) or QuerySpec(id=qid, text=qid)
             steps = tracker.close_all(wall or utcnow(), reason)
-            out.events += self._make_events(q, cam, tracker.session, tracker.frame_size, steps)
+            out.events += object_events(self.engine, q, cam, tracker.session, tracker.frame_size, steps)
             del self.trackers[(cam, qid)]
         return out
 
@@ -460,7 +425,3 @@ def _frame(meta: FrameMeta, jpeg: bytes) -> Frame:
 
 def _clamp(b: tuple[float, float, float, float], w: int, h: int) -> tuple[float, float, float, float]:
     return (min(max(b[0], 0.0), w), min(max(b[1], 0.0), h), min(max(b[2], 0.0), w), min(max(b[3], 0.0), h))
-
-
-def _round(b: tuple[float, float, float, float], nd: int = 1) -> tuple[float, float, float, float]:
-    return (round(b[0], nd), round(b[1], nd), round(b[2], nd), round(b[3], nd))
