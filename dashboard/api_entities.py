@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec
+from bus.redact import redact_text, redact_url
 from dashboard.auth import admin, viewer
 from dashboard.state import AppState, get_state, unprocessable
 from ingest.urls import SourceRefused, resolve
-from sinks.redact import redact_text, redact_url
 
 router = APIRouter(tags=["cameras and queries"], dependencies=[viewer])
 EntityPath = Annotated[str, Path(pattern=ID_PATTERN)]

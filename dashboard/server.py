@@ -14,10 +14,10 @@ import uvicorn
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from bus.redact import install_log_redaction
 from configs import Settings
 from dashboard.app import create_app
 from dashboard.auth import InsecureConfig
-from sinks.redact import install_log_redaction
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ that sampling or gating discard cost only their decode.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,11 +15,11 @@ from typing import Any, Protocol
 import av
 import av.error
 
+from bus.redact import redact_text
 from configs.settings import IngestConfig
-from ingest.urls import PROTOCOLS, SECRET_QUERY, ResolvedSource
+from ingest.urls import PROTOCOLS, ResolvedSource
 
 log = logging.getLogger(__name__)
-_CREDENTIALS = re.compile(r"(\w+://[^:/@\s]+):[^@\s]+@")
 
 
 class SourceError(Exception):
@@ -183,6 +182,4 @@ def classify_open_error(exc: Exception, src: ResolvedSource) -> SourceError:
 def _ffmpeg_reason(exc: Exception) -> str:
     strerror = getattr(exc, "strerror", None)
     text = str(strerror or exc).splitlines()[0][:300]
-    return SECRET_QUERY.sub(
-        r"\1***", _CREDENTIALS.sub(r"\1:***@", text)
-    )  # FFmpeg quotes the URL, secrets too
+    return redact_text(text)  # FFmpeg quotes the URL, secrets too

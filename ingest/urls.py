@@ -8,12 +8,12 @@ URL is checked here before FFmpeg sees it, and FFmpeg is told which protocols it
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from bus.redact import redact_text
 from configs.settings import IngestConfig
 
 SourceKind = Literal["file", "rtsp", "http", "webcam"]
@@ -38,13 +38,6 @@ class ResolvedSource:
     display: str  # the URL with any password removed, for logs and status
 
 
-# Query parameters that carry secrets (many cameras take ?token= or ?password=); same list as sinks.redact.
-SECRET_QUERY = re.compile(
-    r"([?&](?:pass(?:word)?|pwd|token|secret|key|api[_-]?key|auth|sig(?:nature)?|credentials?)=)[^&\s#\"']*",
-    re.I,
-)
-
-
 def redact(url: str) -> str:
     """The URL without its password or secret query values: rtsp://user:***@host/path?token=***."""
     try:
@@ -58,7 +51,7 @@ def redact(url: str) -> str:
             host = f"{host}:{port}"
         netloc = f"{parts.username}:***@{host}"
         url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return SECRET_QUERY.sub(r"\1***", url)
+    return redact_text(url)  # secret query values (?token=…)
 
 
 def resolve(url: str, cfg: IngestConfig, *, must_exist: bool = True) -> ResolvedSource:

@@ -14,8 +14,8 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bus.redact import redact_url
 from sinks.outbound import Item
-from sinks.redact import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from bus.kafka import (
     wait_for_broker,
 )
 from bus.process import State, require_bootstrap, worker_id
+from bus.redact import install_log_redaction
 from bus.topics import Topics
 from configs import Settings
-from sinks.redact import install_log_redaction
 from sinks.store import Message, Store
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from bus.contracts import (
     StatusUpdate,
     Summary,
 )
+from bus.redact import redact_text
 from sinks import tables as t
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
-from sinks.redact import redact_text
 
 Message = ObjectEvent | Summary | StatusUpdate | ControlMessage
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import httpx
 
+from bus.redact import redact_url
 from sinks.outbound import Item
-from sinks.redact import redact_url
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Sightline-Signature"

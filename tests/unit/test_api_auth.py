@@ -9,12 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bus.contracts import CameraSpec, ControlMessage, StatusUpdate
+from bus.redact import RedactingFilter, install_log_redaction, redact_text, redact_url
 from configs import Settings
 from dashboard.app import create_app
 from dashboard.auth import InsecureConfig
 from dashboard.limits import RateLimiter
 from dashboard.server import serve
-from sinks.redact import RedactingFilter, install_log_redaction, redact_text, redact_url
 
 VIEWER = "viewer-key-0123456789"
 ADMIN = "admin-key-0123456789ab"

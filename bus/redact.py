@@ -1,4 +1,7 @@
-"""Camera URLs carry credentials; nothing we return or log may show them."""
+"""Camera URLs carry credentials; nothing Sightline returns, stores or logs may show them.
+
+Shared by every process kind (ingest quotes URLs in its errors, the sink stores status reasons,
+the API answers with camera URLs), so it lives in `bus`."""
 
 from __future__ import annotations
 
