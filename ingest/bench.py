@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def _write_camera_like_clip(
     import cv2
     import numpy as np
 
-    from sightline.samples import Figure, render
+    from sightline.samples import Figure, render, write_h264
 
     w, h = size
     rng = np.random.default_rng(7)
@@ -56,19 +57,14 @@ def _write_camera_like_clip(
         Figure((40, 40, 200), 0.0, secs, (0.1, 0.6), (0.9, 0.5)),
         Figure((200, 120, 40), secs * 0.3, secs, (0.9, 0.4), (0.2, 0.7)),
     ]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23", "g": str(fps * 2), "bf": "0"}
+
+    def frames() -> Iterator[np.ndarray]:
         for i in range(secs * fps):
             grain = rng.integers(-6, 7, (h, w, 1), dtype=np.int16)  # fresh sensor noise every frame
             img = render(i / fps, bg, figures).astype(np.int16) + grain
-            frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="bgr24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+            yield np.clip(img, 0, 255).astype(np.uint8)
+
+    write_h264(path, frames(), fps, size, {"preset": "veryfast", "crf": "23", "g": str(fps * 2), "bf": "0"})
 
 
 def raw_decode(path: Path) -> dict[str, float]:

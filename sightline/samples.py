@@ -6,7 +6,9 @@ their figures are at every instant, so tests can check boxes and timing exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -82,23 +84,38 @@ def generate_clip(
     noise: float = 0.0,
 ) -> Path:
     """Encode an H.264 MP4 of the figures over a static background."""
-    import av
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     width, height = size
     bg = background(width, height, seed)
     rng = np.random.default_rng(seed + 1)
-    with av.open(str(out), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop or fps * 2), "crf": "23"}
+
+    def frames() -> Iterator[np.ndarray]:
         for i in range(round(duration_s * fps)):
             img = render(i / fps, bg, figures)
             if noise:
                 jitter = rng.normal(0, noise, img.shape)
                 img = np.clip(img.astype(np.float32) + jitter, 0, 255).astype(np.uint8)
+            yield img
+
+    options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop or fps * 2), "crf": "23"}
+    return write_h264(out, frames(), fps, size, options)
+
+
+def write_h264(
+    path: str | Path, images: Iterable[np.ndarray], fps: int, size: tuple[int, int], options: dict[str, str]
+) -> Path:
+    """Encode BGR images (each `size` = (width, height)) as an H.264 MP4 at `fps`, frame i at i/fps."""
+    import av
+
+    out = Path(path)
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        stream.options = {**options}  # a copy typed as av wants it
+        for i, img in enumerate(images):
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
             frame.pts = i
             for packet in stream.encode(frame):
@@ -136,25 +153,13 @@ def cut_clip(src: str | Path, dst: str | Path, seconds: float) -> Path:
     """The first `seconds` of a video, re-encoded as H.264 MP4 at the source's size and frame rate."""
     import av
 
-    out = Path(dst)
-    with av.open(str(src)) as inp, av.open(str(out), "w") as container:
+    with av.open(str(src)) as inp:
         vin = inp.streams.video[0]
         fps = round(float(vin.average_rate or 10))
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = vin.codec_context.width, vin.codec_context.height
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        stream.options = {"preset": "ultrafast", "crf": "20"}
-        for i, frame in enumerate(inp.decode(video=0)):
-            if i >= seconds * fps:
-                break
-            f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            f.pts = i
-            for packet in stream.encode(f):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return out
+        size = (vin.codec_context.width, vin.codec_context.height)
+        images = (f.to_ndarray(format="bgr24") for f in inp.decode(video=0))
+        first = itertools.islice(images, math.ceil(seconds * fps))
+        return write_h264(dst, first, fps, size, {"preset": "ultrafast", "crf": "20"})
 
 
 def remux(src: str | Path, dst: str | Path, options: dict[str, str] | None = None) -> Path:
