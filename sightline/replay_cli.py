@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from analyzer.scoring import Scores, score_boxes, score_events
-from analyzer.truth import TruthError, load_truth
+from analyzer.truth import GroundTruth, TruthError, load_truth
 from configs.settings import Settings
 from glm45v_engine import EngineError
 from sightline.replay import ReplayResult, make_queries, run_replay
@@ -62,10 +62,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     return _score_and_gate(result, truth, args)
 
 
-def _score_and_gate(result: ReplayResult, truth: object, args: argparse.Namespace) -> int:
-    from analyzer.truth import GroundTruth
-
-    assert isinstance(truth, GroundTruth)
+def _score_and_gate(result: ReplayResult, truth: GroundTruth, args: argparse.Namespace) -> int:
     grounding = sorted({e.query_id for e in result.events} | {b[3] for b in result.boxes})
     if len(grounding) != 1:
         print(
