@@ -21,6 +21,7 @@ test: install-dev debs-test lint typecheck audit
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: install-dev
 	$(BIN)/mypy

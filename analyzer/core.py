@@ -16,7 +16,7 @@ from typing import Any
 
 from analyzer.events import object_events
 from analyzer.snapshots import SnapshotWriter
-from analyzer.tracking import Detection, Tracker, TrackerConfig, TrackEvent
+from analyzer.tracking import Detection, Tracker, TrackEvent
 from analyzer.windows import OpenWindow, Windower
 from bus.contracts import (
     FrameMeta,
@@ -30,7 +30,6 @@ from bus.contracts import (
 from bus.control import ControlState
 from configs.settings import AnalyzerConfig
 from glm45v_engine import Clip, EngineError, Frame, Grounding, UnsupportedQuery, VisionEngine
-from glm45v_engine.parsing import unreadable_boxes
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (camera_id, query_id)
@@ -94,19 +93,9 @@ class FrameProcessor:
         self._sem = asyncio.Semaphore(config.max_concurrency)
         self._ahead: dict[AheadKey, asyncio.Future[Grounding]] = {}  # calls started by `prefetch`
 
-    def tracker_config(self) -> TrackerConfig:
-        c = self.config
-        return TrackerConfig(
-            min_hits=c.min_hits,
-            max_missing_s=c.max_missing_s,
-            update_every_s=c.update_every_s,
-            update_move_frac=c.update_move_frac,
-            max_dist=c.max_dist,
-        )
-
     def tracker(self, key: Key) -> Tracker:
         if key not in self.trackers:
-            self.trackers[key] = Tracker(key[0], key[1], self.tracker_config())
+            self.trackers[key] = Tracker(key[0], key[1], self.config.tracking)
         return self.trackers[key]
 
     async def process(self, meta: FrameMeta, jpeg: bytes, offset: int = -1) -> Outputs:
@@ -224,7 +213,7 @@ class FrameProcessor:
         self.counters["engine_calls"] += 1
         self.last_call[key] = (meta.source_session, meta.pts_s)
         self.cursors[key] = Cursor(meta.source_session, meta.frame_id)
-        if not g.boxes and unreadable_boxes(g.raw_text):  # garbled, which is not "nothing there"
+        if not g.boxes and g.unreadable:  # garbled, which is not "nothing there"
             self.counters["skipped_unreadable"] += 1  # asking again would give the same: skip, counted
             expired = self.tracker(key).expire(meta.pts_s, meta.frame_id, meta.wall_ts)
             return Outputs(events=self._events(q, meta, expired))

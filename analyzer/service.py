@@ -38,10 +38,10 @@ from bus.kafka import (
     make_consumer,
     poll,
 )
-from bus.process import require_bootstrap, worker_id
 from bus.topics import Topics
 from configs.settings import Settings
 from glm45v_engine import load_engine
+from lifecycle.process import require_bootstrap, worker_id
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 5.0

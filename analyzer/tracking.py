@@ -20,20 +20,10 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from bus.contracts import BBox, stable_id
+from configs.settings import TrackingConfig
 
 Phase = Literal["start", "update", "end"]
 INF_COST = 1e9
-
-
-@dataclass(frozen=True)
-class TrackerConfig:
-    min_hits: int = 2
-    max_missing_s: float = 2.0
-    update_every_s: float = 2.0
-    update_move_frac: float = 1.5
-    max_dist: float = 1.5  # gate, in box sizes, for a track with a velocity estimate
-    speed_gate: float = 1.5  # extra box sizes per second of gap while the velocity is unknown
-    max_area_ratio: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +84,7 @@ class Tracker:
 
     camera_id: str
     query_id: str
-    config: TrackerConfig = field(default_factory=TrackerConfig)
+    config: TrackingConfig = field(default_factory=TrackingConfig)
     tracks: list[Track] = field(default_factory=list)
     session: str = ""
     frame_size: tuple[int, int] = (0, 0)  # original (width, height), for normalising boxes of `end` events

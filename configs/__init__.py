@@ -17,6 +17,7 @@ from configs.settings import (
     IngestConfig,
     Settings,
     StoreConfig,
+    TrackingConfig,
     load_settings,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "Prices",
     "Settings",
     "StoreConfig",
+    "TrackingConfig",
     "TransformersEngineConfig",
     "load_settings",
 ]

@@ -70,6 +70,20 @@ class IngestConfig(_Section):
     )
 
 
+class TrackingConfig(_Section):
+    """How answers become tracks (`analyzer.tracking`): built for VLM sampling rates (0.5–2 fps)."""
+
+    min_hits: int = Field(2, ge=1, description="answers before a track starts")
+    max_missing_s: float = Field(2.0, gt=0, description="media time without an answer before a track ends")
+    update_every_s: float = Field(2.0, ge=0, description="at most one update per this many seconds")
+    update_move_frac: float = Field(1.5, ge=0, description="also update when the box moved this many widths")
+    max_dist: float = Field(1.5, gt=0, description="association gate in box sizes (track with a velocity)")
+    speed_gate: float = Field(
+        1.5, ge=0, description="extra box sizes per second of gap while a track's velocity is unknown"
+    )
+    max_area_ratio: float = Field(4.0, gt=1, description="largest size change accepted between answers")
+
+
 class AnalyzerConfig(_Section):
     group_id: str = "sightline-analyzer"
     interval_s: float = Field(0.0, ge=0, description="default minimum gap between grounding calls per camera")
@@ -77,11 +91,7 @@ class AnalyzerConfig(_Section):
     max_concurrency: int = Field(8, ge=1, le=256)
     max_batch: int = Field(4, ge=1, le=64)
     max_wait_ms: int = Field(20, ge=0)
-    min_hits: int = Field(2, ge=1)
-    max_missing_s: float = Field(2.0, gt=0)
-    update_every_s: float = Field(2.0, ge=0)
-    update_move_frac: float = Field(1.5, ge=0, description="also update when the box moved this many widths")
-    max_dist: float = Field(1.5, gt=0, description="association gate in box sizes")
+    tracking: TrackingConfig = TrackingConfig()
     max_boxes_per_frame: int = Field(
         200, ge=1, le=10_000, description="boxes kept from one answer (first ones); the rest are counted"
     )

@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bus.camera_urls import SourceRefused, resolve
 from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec
 from bus.redact import redact_text, redact_url
 from dashboard.auth import admin, viewer
 from dashboard.state import AppState, get_state, unprocessable
-from ingest.urls import SourceRefused, resolve
 
 router = APIRouter(tags=["cameras and queries"], dependencies=[viewer])
 EntityPath = Annotated[str, Path(pattern=ID_PATTERN)]

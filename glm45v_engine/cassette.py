@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from configs.engine import CassetteEngineConfig
+from glm45v_engine.parsing import parse_response
 from glm45v_engine.types import (
     Answer,
     Box,
@@ -192,6 +193,7 @@ def _grounding_json(g: Grounding) -> dict[str, Any]:
         "thinking": g.thinking,
         "usage": _usage_json(g.usage),
         "latency_ms": g.latency_ms,
+        "unreadable": g.unreadable,
     }
 
 
@@ -204,6 +206,10 @@ def _grounding(d: dict[str, Any]) -> Grounding:
         thinking=d["thinking"],
         usage=_usage(d["usage"]),
         latency_ms=float(d["latency_ms"]),
+        # Cassettes recorded before the flag existed: judge the recorded text as the backend would.
+        unreadable=bool(d["unreadable"])
+        if "unreadable" in d
+        else parse_response(d["raw_text"], (w, h)).unreadable,
     )
 
 

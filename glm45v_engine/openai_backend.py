@@ -131,6 +131,7 @@ class OpenAIEngine:
             thinking=_join(reply.reasoning, parsed.thinking),
             usage=reply.usage,
             latency_ms=reply.latency_ms,
+            unreadable=parsed.unreadable,
         )
 
     async def _summarize(self, clip: Clip, prompt: str, thinking: bool, *, as_video: bool) -> SummaryResult:

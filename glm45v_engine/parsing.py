@@ -70,6 +70,7 @@ class ParsedResponse:
     thinking: str | None
     boxes: tuple[Box, ...]
     truncated: bool = False  # the text ended inside a think block or a box
+    unreadable: bool = False  # box markup, yet no usable box (see `Grounding.unreadable`)
 
 
 def parse_response(text: str | None, image_size: tuple[int, int]) -> ParsedResponse:
@@ -123,7 +124,24 @@ def _parse(raw: str, image_size: tuple[int, int]) -> ParsedResponse:
         if bbox is not None:
             boxes.append(Box(label=label, bbox=bbox))
     clean = answer.replace("<|begin_of_box|>", "").replace("<|end_of_box|>", "").strip()
-    return ParsedResponse(answer=clean, thinking=thinking, boxes=tuple(boxes), truncated=truncated)
+    return ParsedResponse(
+        answer=clean,
+        thinking=thinking,
+        boxes=tuple(boxes),
+        truncated=truncated,
+        unreadable=not boxes and _unreadable(answer, spans),
+    )
+
+
+_BRACKET_NUMBER = re.compile(r"\[\s*-?\d")
+
+
+def _unreadable(answer: str, spans: list[tuple[str | None, tuple[float, ...]]]) -> bool:
+    """Box markup (box tokens, or a bracket opening a number) with no box that is usable at all
+    (judged on a 1000×1000 grid: a box too small for *this* image is "nothing there", not garbage)."""
+    if "<|begin_of_box|>" not in answer and not _BRACKET_NUMBER.search(answer):
+        return False
+    return not any(to_pixels(quad, (1000, 1000)) for _, quad in spans)
 
 
 def _box_spans(answer: str) -> list[tuple[str | None, tuple[float, ...]]]:
@@ -321,16 +339,3 @@ def _first_json(text: str) -> object:
         if isinstance(value, dict | list):
             return value
     return None
-
-
-_BRACKET_NUMBER = re.compile(r"\[\s*-?\d")
-
-
-def unreadable_boxes(text: str | None) -> bool:
-    """True when an answer carries box markup (box tokens, or a bracket opening a number) and yet no
-    usable box can be read from it: a garbled answer, which is not the same as "nothing there"."""
-    raw = text if isinstance(text, str) else ""
-    answer = split_thinking(_SPECIAL.sub("", raw))[0]
-    if "<|begin_of_box|>" not in answer and not _BRACKET_NUMBER.search(answer):
-        return False
-    return not parse_response(raw, (1000, 1000)).boxes

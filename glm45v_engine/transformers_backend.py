@@ -90,7 +90,17 @@ class TransformersEngine:
         for f, gen in zip(frames, results, strict=True):
             parsed = parse_response(gen.text, image_size=f.size)
             boxes = tuple(Box(label=b.label or query, bbox=b.bbox) for b in parsed.boxes)
-            out.append(Grounding(boxes, f.size, gen.text, parsed.thinking, gen.usage, gen.latency_ms))
+            out.append(
+                Grounding(
+                    boxes,
+                    f.size,
+                    gen.text,
+                    parsed.thinking,
+                    gen.usage,
+                    gen.latency_ms,
+                    unreadable=parsed.unreadable,
+                )
+            )
         return out
 
     async def summarize(self, clip: Clip, prompt: str, *, thinking: bool | None = None) -> SummaryResult:

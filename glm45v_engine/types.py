@@ -114,6 +114,10 @@ class Grounding:
     thinking: str | None = None
     usage: Usage = Usage()
     latency_ms: float = 0.0
+    # The answer had box markup (box tokens, a bracket opening a number) and yet no box could be
+    # read: a garbled answer, which is not the same as "nothing there". Set by the backend that
+    # parsed it, so nobody downstream parses `raw_text` again.
+    unreadable: bool = False
 
 
 @dataclass(frozen=True)

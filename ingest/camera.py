@@ -1,7 +1,7 @@
 """One camera: a supervisor thread (open, decode, sample, gate, reconnect) and a publisher thread.
 
 States: starting → streaming → (reconnecting → streaming)* → stopped | failed. Every
-transition is reported through the sink. Nothing raised by a source leaves this module:
+transition is reported through the publisher. Nothing raised by a source leaves this module:
 bad input ends as a `failed` state with its reason, never as a crash of the process.
 """
 
@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 
 import av
 
+from bus.camera_urls import ResolvedSource, SourceRefused, resolve
 from bus.contracts import EndOfStream, FrameMeta, StatusUpdate, stable_id
 from configs.settings import IngestConfig
 from ingest import metrics
@@ -29,7 +30,6 @@ from ingest.gating import Reason, make_gate
 from ingest.plan import CameraPlan
 from ingest.sampling import Pacer, Sampler
 from ingest.sources import Source, SourceError, open_source
-from ingest.urls import ResolvedSource, SourceRefused, resolve
 
 log = logging.getLogger(__name__)
 CameraState = Literal["starting", "streaming", "reconnecting", "stopped", "failed"]
@@ -37,7 +37,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HEADER_ROOM = 4096  # bytes kept free in a frame message for the key and the FrameMeta header
 
 
-class Sink(Protocol):
+class FramePublisher(Protocol):
     def frame(self, meta: FrameMeta, jpeg: bytes) -> None: ...
     def status(self, update: StatusUpdate) -> None: ...
     def end_of_stream(self, eos: EndOfStream) -> None: ...
@@ -79,7 +79,7 @@ class CameraWorker:
         self,
         plan: CameraPlan,
         cfg: IngestConfig,
-        sink: Sink,
+        publisher: FramePublisher,
         *,
         worker: str = "",
         max_frame_bytes: int = 900_000,
@@ -87,7 +87,7 @@ class CameraWorker:
     ) -> None:
         self.plan = plan
         self.cfg = cfg
-        self.sink = sink
+        self.publisher = publisher
         self.worker = worker
         self.max_jpeg_bytes = max(4096, max_frame_bytes - HEADER_ROOM)
         self.state: CameraState = "starting"
@@ -182,7 +182,7 @@ class CameraWorker:
 
     def _safe_status(self, update: StatusUpdate) -> None:
         try:
-            self.sink.status(update)
+            self.publisher.status(update)
         except Exception:  # a broker hiccup must not kill the camera
             log.warning("status publish failed", exc_info=True, extra=self._extra)
 
@@ -240,7 +240,7 @@ class CameraWorker:
             reason=reason or "stopped",
         )
         try:
-            self.sink.end_of_stream(eos)
+            self.publisher.end_of_stream(eos)
         except Exception:
             log.warning("end-of-stream marker not sent", exc_info=True, extra=self._extra)
 
@@ -419,7 +419,7 @@ class CameraWorker:
             sampled_reason=item.reason,
             live=item.live,
         )
-        self.sink.frame(meta, enc.jpeg)
+        self.publisher.frame(meta, enc.jpeg)
         with self._lock:
             self.published += 1
             self.last_frame_id = item.index

@@ -13,10 +13,10 @@ from typing import Any
 
 import av
 
+from bus.camera_urls import ResolvedSource
 from configs.settings import IngestConfig
 from ingest.sampling import Sampler
 from ingest.sources import Decoded, SourceError
-from ingest.urls import ResolvedSource
 
 
 def available() -> bool:

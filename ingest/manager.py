@@ -10,13 +10,13 @@ from bus.kafka import Producer
 from bus.topics import Topics
 from configs.settings import Settings
 from ingest import metrics
-from ingest.camera import CameraWorker, Sink
+from ingest.camera import CameraWorker, FramePublisher
 from ingest.plan import CameraPlan
 
 log = logging.getLogger(__name__)
 
 
-class KafkaSink:
+class KafkaFramePublisher:
     """Frames to the frames topic, status to the status topic; both keyed by camera id."""
 
     def __init__(self, producer: Producer, topics: Topics) -> None:
@@ -41,9 +41,9 @@ class KafkaSink:
 
 
 class CameraManager:
-    def __init__(self, settings: Settings, sink: Sink, worker: str) -> None:
+    def __init__(self, settings: Settings, publisher: FramePublisher, worker: str) -> None:
         self.settings = settings
-        self.sink = sink
+        self.publisher = publisher
         self.worker = worker
         self.workers: dict[str, CameraWorker] = {}
         self._revision: dict[str, int] = {}
@@ -77,7 +77,7 @@ class CameraManager:
         w = CameraWorker(
             plan,
             self.settings.ingest,
-            self.sink,
+            self.publisher,
             worker=self.worker,
             max_frame_bytes=self.settings.bus.max_frame_bytes,
         )
@@ -98,7 +98,7 @@ class CameraManager:
     def publish_status(self) -> None:
         for w in list(self.workers.values()):
             try:
-                self.sink.status(w.snapshot())
+                self.publisher.status(w.snapshot())
             except Exception:
                 log.warning("status publish failed", exc_info=True, extra={"camera_id": w.plan.camera_id})
 

@@ -8,11 +8,11 @@ import time
 
 from bus.contracts import StatusUpdate
 from bus.kafka import Producer, ensure_topics, wait_for_broker
-from bus.process import require_bootstrap, worker_id
 from bus.topics import Topics
 from configs.settings import Settings
-from ingest.manager import CameraManager, KafkaSink
+from ingest.manager import CameraManager, KafkaFramePublisher
 from ingest.registry import Registry
+from lifecycle.process import require_bootstrap, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +25,19 @@ def run(settings: Settings, stop: threading.Event) -> int:
     me = worker_id("ingest", settings.ingest.worker_id)
     cfg = settings.ingest
     producer = Producer(bootstrap, client_id=me, max_request_bytes=settings.bus.max_frame_bytes + 65536)
-    sink = KafkaSink(producer, topics)
+    publisher = KafkaFramePublisher(producer, topics)
     registry = Registry(bootstrap, topics, me, cfg.worker_ttl_s)
-    manager = CameraManager(settings, sink, me)
+    manager = CameraManager(settings, publisher, me)
     started = time.monotonic()
     log.info("ingest %s: following %s", me, topics.control)
     try:
-        _heartbeat(sink, me, "running", manager, started)
+        _heartbeat(publisher, me, "running", manager, started)
         registry.catch_up(stop)
         next_beat = next_status = 0.0
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_beat:
-                _heartbeat(sink, me, "running", manager, started)
+                _heartbeat(publisher, me, "running", manager, started)
                 registry.saw(me)
                 next_beat = now + cfg.worker_heartbeat_s
             manager.reconcile(registry.cameras, registry.revisions, registry.mine())
@@ -48,7 +48,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
     finally:
         manager.stop_all(5.0)
         try:
-            _heartbeat(sink, me, "stopped", manager, started)
+            _heartbeat(publisher, me, "stopped", manager, started)
             producer.flush(5.0)
         finally:
             producer.close(5.0)
@@ -57,9 +57,11 @@ def run(settings: Settings, stop: threading.Event) -> int:
     return 0
 
 
-def _heartbeat(sink: KafkaSink, me: str, state: str, manager: CameraManager, started: float) -> None:
+def _heartbeat(
+    publisher: KafkaFramePublisher, me: str, state: str, manager: CameraManager, started: float
+) -> None:
     running = sorted(cid for cid, w in manager.workers.items() if w.alive)
-    sink.status(
+    publisher.status(
         StatusUpdate(
             component="ingest",
             id=me,

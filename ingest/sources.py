@@ -15,11 +15,19 @@ from typing import Any, Protocol
 import av
 import av.error
 
+from bus.camera_urls import ResolvedSource, SourceKind
 from bus.redact import redact_text
 from configs.settings import IngestConfig
-from ingest.urls import PROTOCOLS, ResolvedSource
 
 log = logging.getLogger(__name__)
+
+# What FFmpeg may touch for each kind of source (its `protocol_whitelist`).
+PROTOCOLS: dict[SourceKind, str] = {
+    "file": "file",
+    "rtsp": "rtsp,rtsps,rtp,srtp,tcp,udp,tls",
+    "http": "http,https,tcp,tls,crypto,httpproxy",
+    "webcam": "file",
+}
 
 
 class SourceError(Exception):

@@ -1,15 +1,23 @@
-"""The `sightline` command. Verbs only parse arguments and hand over to the packages."""
+"""The `sightline` command. Verbs only parse arguments and hand over to the packages.
+
+Each verb imports what it runs inside its function, so `sightline --help` and the light verbs
+do not load PyAV, FastAPI or the engine backends.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from configs import ConfigError, Settings, load_settings
+from sightline.replay import cli as replay_cli
+
+Verb = Callable[[argparse.Namespace], int]
+ProcessRun = Callable[[Settings, threading.Event], int]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -31,25 +39,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from None
 
 
-def _call(target: str) -> Callable[..., Any]:
-    module, _, attr = target.partition(":")
-    fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
-    return fn
-
-
-def _run_process(target: str, kind: str) -> Callable[[argparse.Namespace], int]:
+def _process(args: argparse.Namespace, kind: str, run: ProcessRun) -> int:
     """A process verb: settings, logging, stop-on-signal, then the package's run()."""
+    from lifecycle.process import setup_logging, stop_on_signals, worker_id
 
-    def run(args: argparse.Namespace) -> int:
-        from bus.process import setup_logging, stop_on_signals, worker_id
-
-        settings = _settings(args)
-        setup_logging(settings.log_level, worker_id(kind))
-        stop = stop_on_signals()
-        result = _call(target)(settings, stop)
-        return int(result or 0)
-
-    return run
+    settings = _settings(args)
+    setup_logging(settings.log_level, worker_id(kind))
+    return int(run(settings, stop_on_signals()) or 0)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -58,9 +54,27 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(_settings(args), sample=not args.no_sample)
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.service import run
+
+    return _process(args, "ingest", run)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from analyzer.service import run
+
+    return _process(args, "analyzer", run)
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from sinks.service import run
+
+    return _process(args, "sink", run)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bus.process import setup_logging, worker_id
     from dashboard.server import serve
+    from lifecycle.process import setup_logging, worker_id
 
     settings = _settings(args)
     setup_logging(settings.log_level, worker_id("api"))
@@ -91,37 +105,59 @@ def cmd_schema_export(args: argparse.Namespace) -> int:
 
 
 def cmd_engine_check(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    result: int = _call("glm45v_engine.check:main")(settings.engine, image=args.image, query=args.query)
-    return result
+    from glm45v_engine.check import main
+
+    return main(_settings(args).engine, image=args.image, query=args.query)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    result: int = _call("sightline.replay:main")(args, _settings(args))
-    return result
+    return replay_cli.run(args, _settings(args))
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    targets = {
-        "ingest": "ingest.bench:main",
-        "ingest-soak": "ingest.bench:soak",
-        "pipeline": "sightline.bench_pipeline:main",
-        "gating": "sightline.bench_gating:main",
-        "soak": "sightline.bench_soak:main",
-    }
-    result: int = _call(targets[args.what])(args, _settings(args))
-    return result
+BenchRun = Callable[[argparse.Namespace, Settings], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sightline", description=__doc__)
+def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None], BenchRun]]:
+    from sightline.bench import gating, ingest, ingest_soak, pipeline, soak
+
+    return [
+        ("ingest", "decode vs sampled vs keyframes-only on a 1080p clip", ingest.add_args, ingest.run),
+        ("ingest-soak", "N cameras in one ingest process: fps per camera, RSS", ingest_soak.add_args,
+         ingest_soak.run),
+        ("pipeline", "latency through the broker and the real services", pipeline.add_args, pipeline.run),
+        ("gating", "engine calls saved by gating, tracks kept", gating.add_args, gating.run),
+        ("soak", "the full stack for minutes: RSS, fds, p99", soak.add_args, soak.run),
+    ]  # fmt: skip
+
+
+def _add_bench(sub: Any, load: bool) -> None:
+    bp = sub.add_parser(
+        "bench", help="benchmarks, printed as ratios against a baseline measured in the same run"
+    )
+    if not load:  # the benches (PyAV, SciPy, the stack) are imported only when `bench` is the verb
+        return
+    bsub = bp.add_subparsers(dest="what", required=True, metavar="BENCH")
+    for name, help_, add_args, run in _benches():
+        sp = bsub.add_parser(name, help=help_, description=help_)
+        _common_args(sp)
+        add_args(sp)
+        sp.set_defaults(fn=lambda args, run=run: run(args, _settings(args)))
+
+
+def _common_args(sp: argparse.ArgumentParser, bootstrap: bool = True) -> None:
+    sp.add_argument("--config", "-c", help="YAML config file or preset name (default, demo, production)")
+    if bootstrap:
+        sp.add_argument("--bootstrap", help="Kafka bootstrap servers (overrides bus.bootstrap)")
+
+
+def build_parser(verb_hint: str | None = "bench") -> argparse.ArgumentParser:
+    """The whole parser; `verb_hint` (the verb about to run) says whether the benches must be loaded."""
+    p = argparse.ArgumentParser(prog="sightline", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(name: str, fn: Callable[[argparse.Namespace], int], help_: str, bootstrap: bool = True) -> Any:
-        sp = sub.add_parser(name, help=help_, description=help_)
-        sp.add_argument("--config", "-c", help="YAML config file or preset name (default, demo, production)")
-        if bootstrap:
-            sp.add_argument("--bootstrap", help="Kafka bootstrap servers (overrides bus.bootstrap)")
+    def verb(name: str, fn: Verb, help_: str, bootstrap: bool = True) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
+        _common_args(sp, bootstrap)
         sp.set_defaults(fn=fn)
         return sp
 
@@ -132,53 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="API/dashboard port (default 8000)")
     up.add_argument("--data-dir", help="where the store and snapshots live (default ./data)")
     up.add_argument("--no-sample", action="store_true", help="do not register the bundled sample camera")
-    verb(
-        "ingest",
-        _run_process("ingest.service:run", "ingest"),
-        "decode cameras and files into the frames topic",
-    )
-    verb(
-        "analyze",
-        _run_process("analyzer.service:run", "analyzer"),
-        "ask the engine about frames; emit events",
-    )
-    verb(
-        "sink", _run_process("sinks.service:run", "sink"), "write events, summaries and status into the store"
-    )
+    verb("ingest", cmd_ingest, "decode cameras and files into the frames topic")
+    verb("analyze", cmd_analyze, "ask the engine about frames; emit events")
+    verb("sink", cmd_sink, "write events, summaries and status into the store")
     serve = verb("serve", cmd_serve, "serve the REST API and the dashboard")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
 
     rp = verb("replay", cmd_replay, "replay a video file through ingest, analyzer and sink; score it")
-    rp.add_argument("video")
-    rp.add_argument("--query", action="append", default=[], help="grounding query (repeatable)")
-    rp.add_argument("--summary", action="append", default=[], help="summary prompt (repeatable)")
-    rp.add_argument("--sample-fps", type=float)
-    rp.add_argument("--window-s", type=float, default=10.0, help="summary window length")
-    rp.add_argument("--out", help="write ObjectEvent and Summary records as JSONL")
-    rp.add_argument("--truth", help="ground truth (Sightline JSON or MOT gt.txt)")
-    rp.add_argument("--min-recall", type=float)
-    rp.add_argument("--min-precision", type=float)
-    rp.add_argument("--no-progress", action="store_true")
-    rp.add_argument(
-        "--keep-latency", action="store_true", help="keep measured latencies in the JSONL (not reproducible)"
-    )
-
-    bp = verb("bench", cmd_bench, "benchmarks, printed as ratios against a baseline measured in the same run")
-    bp.add_argument(
-        "what",
-        choices=["ingest", "ingest-soak", "pipeline", "gating", "soak"],
-        help="ingest: decode/sampling rates; ingest-soak: N cameras in one ingest process; "
-        "pipeline: latency through the broker; gating: engine calls saved by gating; "
-        "soak: the full stack for minutes (RSS, fds, p99)",
-    )
-    # None: each bench picks its own default (pipeline 16 cameras × 20 s, soak 32 × 300 s).
-    bp.add_argument("--cameras", type=int, default=None, help="default: the bench's own")
-    bp.add_argument("--seconds", type=float, default=None, help="default: the bench's own")
-    bp.add_argument("--engine-latency-ms", type=float, default=0.0)
-    bp.add_argument("--concurrency", type=int, default=8)
-    bp.add_argument("--video", help="input clip (default: generated)")
-    bp.add_argument("--report", help="write the report here as JSON")
+    replay_cli.add_args(rp)
+    _add_bench(sub, load=verb_hint == "bench")
 
     cp = sub.add_parser("config", help="configuration tools")
     csub = cp.add_subparsers(dest="what", required=True)
@@ -203,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.fn(args) or 0)
     except KeyboardInterrupt:

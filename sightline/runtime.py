@@ -24,9 +24,9 @@ import yaml
 from bus.broker import EmbeddedBroker
 from bus.contracts import CameraSpec, ControlMessage, QuerySpec
 from bus.kafka import Producer, ensure_topics
-from bus.process import setup_logging, stop_on_signals
 from bus.topics import Topics
 from configs.settings import Settings
+from lifecycle.process import setup_logging, stop_on_signals
 from sightline.samples import sample_video
 
 log = logging.getLogger("sightline.up")

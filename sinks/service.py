@@ -29,10 +29,10 @@ from bus.kafka import (
     poll,
     wait_for_broker,
 )
-from bus.process import State, require_bootstrap, worker_id
 from bus.redact import install_log_redaction
 from bus.topics import Topics
 from configs import Settings
+from lifecycle.process import State, require_bootstrap, worker_id
 from sinks.store import Message, Store
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ RETRY_MAX_S = 10.0
 TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, TimeoutError)
 
 
-class Sink:
+class SinkWorker:
     """One consumer's worth of work; `step()` is one poll → write → commit round."""
 
     def __init__(
@@ -180,7 +180,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
 
     outbound = Outbound.from_settings(settings)
     retention = RetentionJob(store, settings)
-    sink = Sink(store, consumer, producer, topics, worker, on_stored=outbound.publish)
+    sink = SinkWorker(store, consumer, producer, topics, worker, on_stored=outbound.publish)
     log.info("sink started: store %s, group %s", _safe_url(store), settings.store.group_id)
 
     def _extra() -> dict[str, float]:

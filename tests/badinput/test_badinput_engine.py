@@ -20,7 +20,7 @@ import pytest
 from analyzer.core import MAX_LABEL, FrameProcessor
 from bus.contracts import CameraSpec, ControlMessage, FrameMeta, ObjectEvent, QuerySpec
 from bus.control import ControlState
-from configs.settings import AnalyzerConfig
+from configs.settings import AnalyzerConfig, TrackingConfig
 from glm45v_engine import Clip, Frame
 from glm45v_engine.parsing import parse_response, parse_summary
 from glm45v_engine.types import Answer, Box, EngineStats, Grounding, SummaryResult
@@ -44,7 +44,7 @@ class TextEngine:
         f = frames[-1]
         parsed = parse_response(self.text, image_size=f.size)
         boxes = tuple(Box(label=b.label or query, bbox=b.bbox) for b in parsed.boxes)
-        return [Grounding(boxes=boxes, image_size=f.size, raw_text=self.text)]
+        return [Grounding(boxes=boxes, image_size=f.size, raw_text=self.text, unreadable=parsed.unreadable)]
 
     async def summarize(self, clip: Clip, prompt: str, *, thinking: bool = False) -> SummaryResult:
         p = parse_summary(self.text)
@@ -106,7 +106,7 @@ def _processor(text: str) -> FrameProcessor:
     control.apply(
         ControlMessage(op="upsert", kind="camera", id="cam", camera=CameraSpec(id="cam", url="x.mp4"))
     )
-    cfg = AnalyzerConfig(min_hits=1, max_boxes_per_frame=CAP)
+    cfg = AnalyzerConfig(tracking=TrackingConfig(min_hits=1), max_boxes_per_frame=CAP)
     return FrameProcessor(TextEngine(text), cfg, control, skip_stale=False)
 
 

@@ -40,7 +40,7 @@ from bus.kafka import (
 from bus.topics import Topics
 from configs import Settings, load_settings
 from ingest import service as ingest_service
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks import service as sink_service
 from sinks.store import EventFilter, Store
 

@@ -17,7 +17,7 @@ from dashboard.app import create_app
 from dashboard.limits import TokenBudget
 from ingest import metrics as ingest_metrics
 from ingest.camera import CameraWorker
-from ingest.testkit import MemorySink, make_plan
+from sightline.testing.ingest_kit import MemoryFramePublisher, make_plan
 
 VIEWER = "viewer-key-0123456789"
 ADMIN = "admin-key-0123456789ab"
@@ -137,7 +137,7 @@ def test_ask_is_refused_with_429_once_the_budget_is_spent(make_settings: Callabl
 def test_camera_credentials_never_reach_ingest_metrics() -> None:
     password = "Pw-in-url-7731"
     url = f"rtsp://admin:{password}@127.0.0.1:{free_port()}/live?token={password}"
-    sink = MemorySink()
+    sink = MemoryFramePublisher()
     w = CameraWorker(
         make_plan(url, "door"), IngestConfig(reconnect_initial_s=0.05, reconnect_max_s=0.1), sink
     )

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from bus.camera_urls import SourceRefused, resolve
 from configs import Settings
 from configs.settings import IngestConfig
 from dashboard.app import create_app
 from ingest.camera import CameraWorker
-from ingest.testkit import MemorySink, make_plan
-from ingest.urls import SourceRefused, resolve
+from sightline.testing.ingest_kit import MemoryFramePublisher, make_plan
 
 PASSWORD = "pw-9f8e7d"
 
@@ -116,7 +116,7 @@ def test_ingest_refuses_the_url_before_ffmpeg(media: Path, case: str, url: str, 
 
 def test_a_refused_url_fails_the_camera_with_the_reason(media: Path) -> None:
     """End of the line for a control message that skipped the API: a failed camera, no crash."""
-    sink = MemorySink()
+    sink = MemoryFramePublisher()
     cfg = IngestConfig(media_dirs=(str(media),))
     w = CameraWorker(make_plan(f"{media}/escape.mp4", "esc"), cfg, sink)
     w.start()

@@ -22,8 +22,8 @@ import pytest
 from bus.contracts import StatusUpdate
 from configs.settings import IngestConfig
 from ingest.camera import CameraWorker
-from ingest.testkit import MemorySink, make_plan
 from sightline.samples import remux
+from sightline.testing.ingest_kit import MemoryFramePublisher, make_plan
 
 HUGE = 4 << 30  # sparse: takes no disk, and must not be read into memory
 
@@ -136,8 +136,8 @@ CASES = [
 ]
 
 
-def _run(url: str, timeout_s: float = 20.0) -> tuple[MemorySink, StatusUpdate]:
-    sink = MemorySink(keep_jpeg=False)
+def _run(url: str, timeout_s: float = 20.0) -> tuple[MemoryFramePublisher, StatusUpdate]:
+    sink = MemoryFramePublisher(keep_jpeg=False)
     w = CameraWorker(make_plan(url, camera_id="bad"), IngestConfig(read_timeout_s=2.0), sink)
     w.start()
     final = sink.wait_state(("failed", "stopped"), timeout_s)
@@ -164,7 +164,7 @@ def test_bad_video_file_ends_as_a_state_with_a_reason(case: Case, tmp_path: Path
 
 def test_a_bad_file_does_not_stop_a_good_camera_in_the_same_process(tmp_path: Path, short_clip: Path) -> None:
     """Two workers side by side: one fails on garbage, the other plays its clip to the end."""
-    bad_sink, good_sink = MemorySink(keep_jpeg=False), MemorySink(keep_jpeg=False)
+    bad_sink, good_sink = MemoryFramePublisher(keep_jpeg=False), MemoryFramePublisher(keep_jpeg=False)
     bad = CameraWorker(make_plan(str(_random_bytes(tmp_path, short_clip)), "bad"), IngestConfig(), bad_sink)
     good = CameraWorker(make_plan(str(short_clip), "good"), IngestConfig(), good_sink)
     bad.start()

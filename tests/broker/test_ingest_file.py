@@ -13,7 +13,14 @@ import pytest
 from bus.contracts import CameraSpec
 from bus.topics import Topics
 from configs import Settings
-from ingest.testkit import TopicReader, collect_until, frames_of, register, running_ingest, statuses
+from sightline.testing.ingest_kit import (
+    TopicReader,
+    collect_until,
+    frames_of,
+    register,
+    running_ingest,
+    statuses,
+)
 
 pytestmark = pytest.mark.timeout(90)
 

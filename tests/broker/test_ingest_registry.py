@@ -12,7 +12,7 @@ import pytest
 from bus.contracts import CameraSpec, FrameMeta, StatusUpdate
 from bus.topics import Topics
 from configs import Settings
-from ingest.testkit import TopicReader, frames_of, register, running_ingest, statuses
+from sightline.testing.ingest_kit import TopicReader, frames_of, register, running_ingest, statuses
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bus.kafka import Producer
 from bus.topics import Topics
 from configs import Settings
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks.service import run as run_sink
 from sinks.webhooks import SIGNATURE_HEADER, verify
 

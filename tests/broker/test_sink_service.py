@@ -12,7 +12,7 @@ import pytest
 from bus.kafka import Producer, make_consumer
 from bus.topics import Topics
 from configs import Settings
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks.service import run
 from sinks.store import EventFilter, Store
 

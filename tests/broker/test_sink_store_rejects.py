@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from bus.kafka import Producer, make_consumer
 from bus.topics import Topics
 from configs import Settings
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks.service import run as run_sink
 from sinks.store import EventFilter, Store
 

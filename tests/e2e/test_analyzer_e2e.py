@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from bus.contracts import CameraSpec, QuerySpec
-from glm45v_engine.scripted_server import ScriptedServer
 from sightline.samples import Figure
+from sightline.testing.scripted_server import ScriptedServer
 
 from stackkit import Stack, wait_for
 
@@ -42,7 +42,7 @@ def test_red_figure_is_one_track_with_correct_times_and_boxes_and_every_window_s
             SIGHTLINE_ENGINE__API_KEY="test",
             SIGHTLINE_INGEST__SAMPLE_FPS=str(SAMPLE_FPS),
             SIGHTLINE_INGEST__MAX_WIDTH="320",  # frames travel at half size; boxes must come back full size
-            SIGHTLINE_ANALYZER__MAX_MISSING_S=str(MAX_MISSING),
+            SIGHTLINE_ANALYZER__TRACKING__MAX_MISSING_S=str(MAX_MISSING),
         ).start_all()
         try:
             stack.register(

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from bus.contracts import CameraSpec, QuerySpec
-from glm45v_engine.scripted_server import ScriptedServer
 from sightline.samples import Figure
+from sightline.testing.scripted_server import ScriptedServer
 
 from stackkit import Stack, wait_for
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from configs import Settings, load_settings
-from sightline.bench_gating import Span, main, match_tracks, retention, run_bench
+from sightline.bench.gating import Span, match_tracks, retention, run_bench
+from sightline.bench.gating import run as main
 from sightline.samples import Figure, generate_clip
 
 pytestmark = pytest.mark.e2e

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from configs import Settings
-from sightline import bench_pipeline, bench_soak
-from sightline.benchkit import BenchPlan, RunData
-from sightline.benchstats import RESOLUTION_S, event_latencies
+from sightline.bench import pipeline as bench_pipeline
+from sightline.bench import soak as bench_soak
+from sightline.bench.kit import BenchPlan, RunData
+from sightline.bench.stats import RESOLUTION_S, event_latencies
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPORT_KEYS = {
@@ -67,7 +68,7 @@ def test_pipeline_bench_times_every_stored_event_stage_by_stage_and_drops_nothin
     seen = _spy(monkeypatch, bench_pipeline)
     report = tmp_path / "pipeline.json"
     settings = make_settings(bus={"bootstrap": kafka_bootstrap})
-    rc = bench_pipeline.main(_args(report, cameras=2, seconds=10), settings)
+    rc = bench_pipeline.run(_args(report, cameras=2, seconds=10), settings)
     assert rc in (0, 1)  # 1 only if a speed target was missed, which is the bench's business
 
     rep = json.loads(report.read_text())
@@ -100,7 +101,7 @@ def test_soak_bench_samples_rss_and_fds_of_every_service_and_writes_both_reports
 ) -> None:
     report = tmp_path / "soak.json"
     settings = make_settings(bus={"bootstrap": kafka_bootstrap})
-    rc = bench_soak.main(_args(report, cameras=2, seconds=15), settings)
+    rc = bench_soak.run(_args(report, cameras=2, seconds=15), settings)
     assert rc in (0, 1)
 
     rep = json.loads(report.read_text())

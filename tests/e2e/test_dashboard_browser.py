@@ -22,7 +22,7 @@ from bus.kafka import Producer
 from bus.topics import Topics
 from configs import Settings
 from dashboard.server import BackgroundServer
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks.service import run as run_sink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]

@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, text
 
 from bus.broker import free_port
 from configs import load_settings
-from glm45v_engine.scripted_server import ScriptedServer
+from sightline.testing.scripted_server import ScriptedServer
 
 pytestmark = pytest.mark.e2e
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

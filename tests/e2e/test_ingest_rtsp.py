@@ -15,8 +15,8 @@ from bus.topics import Topics
 from configs import Settings
 from configs.settings import IngestConfig
 from ingest.camera import CameraWorker
-from ingest.testkit import (
-    MemorySink,
+from sightline.testing.ingest_kit import (
+    MemoryFramePublisher,
     RtspServer,
     TopicReader,
     make_plan,
@@ -124,9 +124,9 @@ def test_rtsp_camera_reconnects_after_the_server_dies_and_comes_back(
     assert reconnecting is not None and "retry in" in reconnecting.reason
 
 
-def _camera(url: str, **cfg: float) -> tuple[CameraWorker, MemorySink]:
+def _camera(url: str, **cfg: float) -> tuple[CameraWorker, MemoryFramePublisher]:
     plan = make_plan(url, sample_fps=5.0)
-    sink = MemorySink(keep_jpeg=False)
+    sink = MemoryFramePublisher(keep_jpeg=False)
     worker = CameraWorker(plan, IngestConfig.model_validate(cfg), sink)
     worker.start()
     return worker, sink

@@ -15,7 +15,7 @@ from bus.contracts import CameraSpec, StatusUpdate
 from bus.topics import Topics
 from configs import load_settings
 from ingest.registry import owner
-from ingest.testkit import TopicReader, register, statuses
+from sightline.testing.ingest_kit import TopicReader, register, statuses
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[2]

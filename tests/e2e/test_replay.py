@@ -11,11 +11,11 @@ import pytest
 
 from bus.contracts import ObjectEvent, Summary
 from configs import load_settings
-from glm45v_engine.scripted_server import ScriptedServer
-from sightline.replay import make_queries, run_replay
-from sightline.replay_broker import run_replay_broker
+from sightline.replay.broker import run_replay_broker
+from sightline.replay.run import make_queries, run_replay
+from sightline.replay.scored import Replayed
 from sightline.samples import Figure
-from sightline.testing import Replayed
+from sightline.testing.scripted_server import ScriptedServer
 
 pytestmark = pytest.mark.e2e
 TRUTH = Path(__file__).parents[1] / "data" / "vtest_people_0-20s.json"

@@ -12,7 +12,7 @@ import pytest
 
 from glm45v_engine import Clip, EngineError, Frame, load_engine
 from glm45v_engine.cassette import CassetteEngine
-from glm45v_engine.scripted_server import ScriptedServer
+from sightline.testing.scripted_server import ScriptedServer
 
 RED = (30, 30, 220)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 
 from glm45v_engine.check import PROBE_FIGURE, main, probe_image
-from glm45v_engine.scripted_server import ScriptedServer
+from sightline.testing.scripted_server import ScriptedServer
 
 SIGHTLINE = Path(sys.executable).parent / "sightline"
 

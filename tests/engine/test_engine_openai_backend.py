@@ -19,8 +19,8 @@ import pytest
 from glm45v_engine import Clip, EngineError, Frame, load_engine
 from glm45v_engine.openai_backend import OpenAIEngine
 from glm45v_engine.resilience import BreakerState
-from glm45v_engine.scripted_server import ScriptedServer
 from sightline.samples import Figure, background, render
+from sightline.testing.scripted_server import ScriptedServer
 
 RED = (30, 30, 220)
 

@@ -18,8 +18,8 @@ import pytest
 
 from glm45v_engine import Frame, Grounding, load_engine
 from glm45v_engine.accounting import EngineCollector, stats_samples
-from glm45v_engine.scripted_server import ScriptedServer
 from sightline.samples import Figure
+from sightline.testing.scripted_server import ScriptedServer
 
 
 def free_port() -> int:
@@ -41,7 +41,7 @@ def test_module_cli_serves_a_scenario_file_and_takes_a_new_scenario_at_runtime(t
         [
             sys.executable,
             "-m",
-            "glm45v_engine.scripted_server",
+            "sightline.testing.scripted_server",
             "--port",
             str(port),
             "--scenario",

@@ -17,8 +17,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("torch")
 
 from glm45v_engine import Clip, Frame, Grounding, SummaryResult, load_engine
-from glm45v_engine.tiny_checkpoint import build_tiny_checkpoint
 from glm45v_engine.transformers_backend import TransformersEngine
+from sightline.testing.tiny_checkpoint import build_tiny_checkpoint
 
 MAX_NEW = 8
 

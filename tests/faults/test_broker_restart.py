@@ -34,8 +34,8 @@ from faults.faultkit import (
     wait_progress,
     wait_tracks_open,
 )
-from glm45v_engine.scripted_server import ScriptedServer
 from sightline.samples import Figure
+from sightline.testing.scripted_server import ScriptedServer
 
 from stackkit import Stack
 

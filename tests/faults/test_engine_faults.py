@@ -36,8 +36,8 @@ import pytest
 
 from faults.conftest import FaultRow
 from faults.faultkit import CAMERAS, Outcome, assert_same, calm_outcome, replay, row
-from glm45v_engine.scripted_server import ScriptedServer
 from sightline.samples import Figure
+from sightline.testing.scripted_server import ScriptedServer
 
 from stackkit import Stack
 

@@ -29,8 +29,8 @@ from bus.broker import free_port
 from bus.contracts import CameraSpec, FrameMeta, QuerySpec, StatusUpdate
 from bus.kafka import decode_end_of_stream, decode_frame
 from faults.conftest import FaultRow
-from glm45v_engine.scripted_server import ScriptedServer
-from ingest.testkit import RtspServer, TopicReader, register, rtsp_server_available
+from sightline.testing.ingest_kit import RtspServer, TopicReader, register, rtsp_server_available
+from sightline.testing.scripted_server import ScriptedServer
 
 from stackkit import Stack
 

@@ -171,7 +171,8 @@ class GarbleEngine(FlakyEngine):
     async def ground(self, frames: Sequence[Frame], query: str, *, thinking: bool = False) -> list[Grounding]:
         [g] = await super().ground(frames, query, thinking=thinking)
         if self.ground_calls in self.garble:
-            return [Grounding(boxes=(), image_size=g.image_size, raw_text="<|begin_of_box|>[[12, 9x, ,]]")]
+            garbled = "<|begin_of_box|>[[12, 9x, ,]]"
+            return [Grounding(boxes=(), image_size=g.image_size, raw_text=garbled, unreadable=True)]
         return [g]
 
 

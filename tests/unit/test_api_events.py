@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from configs import Settings
 from dashboard.app import create_app
-from sinks import samples
+from sightline.testing import messages as samples
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from configs import Settings
 from dashboard.server import BackgroundServer
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks.store import Store
 
 

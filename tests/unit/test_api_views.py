@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from bus.contracts import stable_id
 from configs import Settings
 from dashboard.app import create_app
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks.eventwrite import track_key
 from sinks.store import Store
 

@@ -10,11 +10,11 @@ from conftest import need  # type: ignore[import-not-found]
 from configs.settings import IngestConfig
 from ingest.camera import CameraWorker
 from ingest.decord_source import available
-from ingest.testkit import MemorySink, make_plan
+from sightline.testing.ingest_kit import MemoryFramePublisher, make_plan
 
 
-def _run(clip: Path, reader: str, **plan: object) -> MemorySink:
-    sink = MemorySink(keep_jpeg=False)
+def _run(clip: Path, reader: str, **plan: object) -> MemoryFramePublisher:
+    sink = MemoryFramePublisher(keep_jpeg=False)
     w = CameraWorker(make_plan(str(clip), **plan), IngestConfig(file_reader=reader), sink)  # type: ignore[arg-type]
     w.start()
     final = sink.wait_state(("stopped", "failed"), 30)
@@ -43,7 +43,7 @@ def test_decord_reports_a_bad_file(tmp_path: Path) -> None:
     need(available(), "decord is not installed (pip install decord==0.6.0)")
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 1000)
-    sink = MemorySink()
+    sink = MemoryFramePublisher()
     w = CameraWorker(make_plan(str(bad)), IngestConfig(file_reader="decord"), sink)
     w.start()
     final = sink.wait_state(("failed",), 10)

@@ -12,8 +12,8 @@ from configs.settings import IngestConfig
 from ingest.camera import CameraWorker
 from ingest.gating import MotionGate, SceneGate, make_gate
 from ingest.plan import CameraPlan
-from ingest.testkit import MemorySink
 from sightline.samples import Figure, generate_clip
+from sightline.testing.ingest_kit import MemoryFramePublisher
 
 BURSTS = ((12.0, 14.0), (30.0, 31.5), (47.0, 49.0))  # seconds of media time with something moving
 
@@ -26,7 +26,7 @@ def burst_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_clip(path, duration_s=60, fps=10, size=(320, 180), figures=figures, noise=2.0)
 
 
-def _run(path: Path, gate: str, heartbeat_s: float = 10.0) -> MemorySink:
+def _run(path: Path, gate: str, heartbeat_s: float = 10.0) -> MemoryFramePublisher:
     cfg = IngestConfig(heartbeat_s=heartbeat_s)
     plan = CameraPlan(
         camera_id="gate",
@@ -37,7 +37,7 @@ def _run(path: Path, gate: str, heartbeat_s: float = 10.0) -> MemorySink:
         loop=False,
         keyframes_only=False,
     )
-    sink = MemorySink(keep_jpeg=False)
+    sink = MemoryFramePublisher(keep_jpeg=False)
     w = CameraWorker(plan, cfg, sink)
     w.start()
     sink.wait_state(("stopped", "failed"), 60)

@@ -13,8 +13,8 @@ import pytest
 from configs.settings import IngestConfig
 from ingest import metrics
 from ingest.camera import CameraWorker
-from ingest.testkit import MemorySink, make_plan
 from sightline.samples import remux
+from sightline.testing.ingest_kit import MemoryFramePublisher, make_plan
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _run(url: str, camera_id: str) -> tuple[MemorySink, str, str]:
-    sink = MemorySink(keep_jpeg=False)
+def _run(url: str, camera_id: str) -> tuple[MemoryFramePublisher, str, str]:
+    sink = MemoryFramePublisher(keep_jpeg=False)
     w = CameraWorker(make_plan(url, camera_id), IngestConfig(), sink)
     w.start()
     final = sink.wait_state(("stopped", "failed"), 20)

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from bus.broker import free_port
+from bus.camera_urls import SourceRefused, resolve
 from bus.contracts import StatusUpdate
+from bus.redact import redact_url as redact
 from configs.settings import IngestConfig
 from ingest.camera import CameraWorker
 from ingest.plan import CameraPlan
-from ingest.testkit import MemorySink
-from ingest.urls import SourceRefused, redact, resolve
+from sightline.testing.ingest_kit import MemoryFramePublisher
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,7 @@ def test_schemes_come_from_config_and_passwords_never_show() -> None:
 
 def _run_camera(
     url: str, cfg: IngestConfig | None = None, timeout_s: float = 20.0
-) -> tuple[MemorySink, StatusUpdate]:
+) -> tuple[MemoryFramePublisher, StatusUpdate]:
     plan = CameraPlan(
         camera_id="bad",
         url=url,
@@ -72,7 +73,7 @@ def _run_camera(
         loop=False,
         keyframes_only=False,
     )
-    sink = MemorySink()
+    sink = MemoryFramePublisher()
     w = CameraWorker(plan, cfg or IngestConfig(), sink)
     w.start()
     final = sink.wait_state(("failed", "stopped"), timeout_s)
@@ -115,7 +116,7 @@ def test_an_unreachable_camera_keeps_retrying_until_stopped() -> None:
         loop=False,
         keyframes_only=False,
     )
-    sink = MemorySink()
+    sink = MemoryFramePublisher()
     w = CameraWorker(plan, IngestConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2), sink)
     w.start()
     assert sink.wait_for(lambda s: s.states().count("reconnecting") >= 3, 10), sink.states()
@@ -137,7 +138,7 @@ def test_a_looping_file_starts_a_new_session_each_time(short_clip: Path) -> None
         loop=True,
         keyframes_only=False,
     )
-    sink = MemorySink(keep_jpeg=False)
+    sink = MemoryFramePublisher(keep_jpeg=False)
     w = CameraWorker(plan, IngestConfig(), sink)
     w.start()
     assert sink.wait_for(lambda s: len({m.source_session for m, _ in s.frames}) >= 3, 20)
@@ -164,7 +165,7 @@ def test_realtime_file_is_paced_like_a_camera(tmp_path: Path) -> None:
         loop=False,
         keyframes_only=False,
     )
-    sink = MemorySink(keep_jpeg=False)
+    sink = MemoryFramePublisher(keep_jpeg=False)
     w = CameraWorker(plan, IngestConfig(), sink)
     w.start()
     sink.wait_state(("stopped",), 10)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from analyzer.eval_match import Prediction, iou
-from analyzer.scoring import Scores, score_boxes, score_events
-from analyzer.truth import GroundTruth
 from bus.contracts import ObjectEvent
+from sightline.eval.match import Prediction, iou
+from sightline.eval.scoring import Scores, score_boxes, score_events
+from sightline.eval.truth import GroundTruth
 
 
 def truth(objects: list[dict[str, Any]], times: list[float], *, fps: float = 10.0) -> GroundTruth:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import need  # type: ignore[import-not-found]
 
-from analyzer.eval_vtest import DEFAULT_TRUTH, frames_at, measure
-from analyzer.scoring import score_boxes
-from analyzer.truth import GroundTruth, load_truth
+from sightline.eval.scoring import score_boxes
+from sightline.eval.truth import GroundTruth, load_truth
+from sightline.eval.vtest import DEFAULT_TRUTH, frames_at, measure
 from sightline.samples import vtest_path
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "evaluation.md"
@@ -58,7 +58,7 @@ def test_truth_scores_itself_perfectly(vtest_truth: GroundTruth) -> None:
 
 
 def test_docs_report_what_the_baseline_measures(vtest_truth: GroundTruth) -> None:
-    """docs/evaluation.md quotes the output of `python -m analyzer.eval_vtest --iou 0.5 --iou 0.3`."""
+    """docs/evaluation.md quotes the output of `python -m sightline.eval.vtest --iou 0.5 --iou 0.3`."""
     video = vtest_path()
     need(video is not None, "vtest.avi (Debian opencv-doc) is not installed")
     assert video is not None
@@ -67,7 +67,7 @@ def test_docs_report_what_the_baseline_measures(vtest_truth: GroundTruth) -> Non
     measured = "\n\n".join(s.table() for s in measure(vtest_truth, video, "people", [0.5, 0.3]))
     assert match.group(1).strip() == measured.strip(), (
         "baseline figures changed; update docs/evaluation.md from "
-        "`python -m analyzer.eval_vtest --iou 0.5 --iou 0.3`"
+        "`python -m sightline.eval.vtest --iou 0.5 --iou 0.3`"
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bus.contracts import CameraSpec, ControlMessage
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks.store import BadCursor, EventFilter, Store
 from sinks.timeline import timeline
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from test_store_events import store  # noqa: F401  (the SQLite/PostgreSQL fixture)
 
 from configs import Settings
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks.retention import RetentionJob, prune_snapshots
 from sinks.store import EventFilter, Store
 from sinks.timeline import timeline

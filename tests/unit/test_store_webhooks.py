@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sinks import samples
+from sightline.testing import messages as samples
 from sinks.outbound import Outbound, to_item
 from sinks.webhooks import SIGNATURE_HEADER, WebhookTarget, sign, verify
 

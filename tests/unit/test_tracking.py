@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from analyzer.tracking import Detection, Tracker, TrackerConfig, TrackEvent
+from analyzer.tracking import Detection, Tracker, TrackEvent
+from configs.settings import TrackingConfig
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 W, H = 1280, 720
@@ -42,7 +43,7 @@ def run(tracker: Tracker, fps: float, duration: float, boxes_at) -> list[TrackEv
 @pytest.mark.parametrize("fps", [0.5, 1.0, 2.0])
 def test_one_walker_crossing_the_frame_is_one_track(fps: float) -> None:
     # 1280 px in 8 s: 320 px between samples at 0.5 fps, four box widths; boxes never overlap.
-    tracker = Tracker("cam", "q", TrackerConfig(min_hits=2, max_missing_s=2.5, update_every_s=2.0))
+    tracker = Tracker("cam", "q", TrackingConfig(min_hits=2, max_missing_s=2.5, update_every_s=2.0))
     events = run(tracker, fps, 14.0, lambda t: [walker(t)])
     starts = [e for e in events if e.phase == "start"]
     ends = [e for e in events if e.phase == "end"]
@@ -56,7 +57,7 @@ def test_one_walker_crossing_the_frame_is_one_track(fps: float) -> None:
 
 @pytest.mark.parametrize("fps", [0.5, 1.0, 2.0])
 def test_two_walkers_crossing_keep_their_identities(fps: float) -> None:
-    tracker = Tracker("cam", "q", TrackerConfig(min_hits=2, max_missing_s=2.5))
+    tracker = Tracker("cam", "q", TrackingConfig(min_hits=2, max_missing_s=2.5))
 
     def boxes(t: float) -> list[tuple[float, float, float, float] | None]:
         return [walker(t, x0=100, x1=1180, y=380), walker(t, x0=1180, x1=100, y=420)]
@@ -75,7 +76,7 @@ def test_two_walkers_crossing_keep_their_identities(fps: float) -> None:
 
 
 def test_labels_gate_association() -> None:
-    tracker = Tracker("cam", "q", TrackerConfig(min_hits=1))
+    tracker = Tracker("cam", "q", TrackingConfig(min_hits=1))
     box = (100.0, 100.0, 180.0, 300.0)
     tracker.step(0.0, 0, T0, [Detection("person", box)], "s", (W, H))
     ev = tracker.step(0.5, 1, T0, [Detection("dog", box)], "s", (W, H))
@@ -84,7 +85,7 @@ def test_labels_gate_association() -> None:
 
 
 def test_single_hit_flicker_never_starts_a_track() -> None:
-    tracker = Tracker("cam", "q", TrackerConfig(min_hits=2, max_missing_s=1.0))
+    tracker = Tracker("cam", "q", TrackingConfig(min_hits=2, max_missing_s=1.0))
     events = tracker.step(0.0, 0, T0, [Detection("person", (10, 10, 60, 150))], "s", (W, H))
     events += run(tracker, 2.0, 5.0, lambda t: [])
     assert events == []
@@ -92,7 +93,7 @@ def test_single_hit_flicker_never_starts_a_track() -> None:
 
 def test_updates_are_throttled_by_time_and_movement() -> None:
     tracker = Tracker(
-        "cam", "q", TrackerConfig(min_hits=1, update_every_s=2.0, update_move_frac=0.0, max_missing_s=5)
+        "cam", "q", TrackingConfig(min_hits=1, update_every_s=2.0, update_move_frac=0.0, max_missing_s=5)
     )
     still = (500.0, 300.0, 580.0, 500.0)
     events = run(tracker, 2.0, 10.0, lambda t: [still])
@@ -100,13 +101,13 @@ def test_updates_are_throttled_by_time_and_movement() -> None:
     assert [u.pts_s for u in updates] == [2.0, 4.0, 6.0, 8.0, 10.0]
     # Movement triggers an update before the time is due: 66.7 px per sample, an update every
     # 2 box widths (160 px) since the last emitted box -> after 3 and 6 samples.
-    tracker2 = Tracker("cam", "q", TrackerConfig(min_hits=1, update_every_s=100.0, update_move_frac=2.0))
+    tracker2 = Tracker("cam", "q", TrackingConfig(min_hits=1, update_every_s=100.0, update_move_frac=2.0))
     events2 = run(tracker2, 2.0, 3.0, lambda t: [walker(t, x0=100, x1=500, t1=3.0)])
     assert [e.pts_s for e in events2 if e.phase == "update"] == [1.5, 3.0]
 
 
 def test_state_round_trip_continues_the_same_tracks() -> None:
-    cfg = TrackerConfig(min_hits=2, max_missing_s=2.5)
+    cfg = TrackingConfig(min_hits=2, max_missing_s=2.5)
     full = run(Tracker("cam", "q", cfg), 1.0, 12.0, lambda t: [walker(t)])
     first = Tracker("cam", "q", cfg)
     part1 = [
@@ -129,7 +130,7 @@ def test_state_round_trip_continues_the_same_tracks() -> None:
 
 
 def test_source_restart_closes_tracks() -> None:
-    tracker = Tracker("cam", "q", TrackerConfig(min_hits=1))
+    tracker = Tracker("cam", "q", TrackingConfig(min_hits=1))
     tracker.step(5.0, 50, T0, [Detection("person", (0, 0, 50, 100))], "s1", (W, H))
     events = tracker.step(0.0, 0, T0, [Detection("person", (0, 0, 50, 100))], "s2", (W, H))
     assert [e.phase for e in events] == ["end", "start"]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from analyzer.scoring import score_boxes
-from analyzer.truth import GroundTruth, TruthError, load_truth
+from sightline.eval.scoring import score_boxes
+from sightline.eval.truth import GroundTruth, TruthError, load_truth
 
 VIDEO = {"file": "clip.mp4", "width": 640, "height": 480, "fps": 25.0, "start_s": 0.0, "end_s": 10.0}
 

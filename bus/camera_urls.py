@@ -1,8 +1,11 @@
-"""Which sources may be opened: allowed URL schemes and local media directories.
+"""Which camera URLs may be opened: allowed schemes and local media directories.
 
 FFmpeg understands many pseudo-protocols (`concat:`, `subfile:`, `data:`, `file:` on any
-path, HLS playlists that point at local files). A camera URL comes from a user, so every
-URL is checked here before FFmpeg sees it, and FFmpeg is told which protocols it may use.
+path, HLS playlists that point at local files). A camera URL comes from a user, so it is
+checked here both where it enters (the API, before it reaches the control topic) and where it
+is opened (ingest, which also tells FFmpeg which protocols it may use). The policy lives in
+`bus`, beside the `CameraSpec` contract it judges, so that both may use it without the API
+importing ingest.
 """
 
 from __future__ import annotations
@@ -11,20 +14,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from bus.redact import redact_text
+from bus.redact import redact_url
 from configs.settings import IngestConfig
 
 SourceKind = Literal["file", "rtsp", "http", "webcam"]
-
-# What FFmpeg may touch for each kind of source (its `protocol_whitelist`).
-PROTOCOLS: dict[SourceKind, str] = {
-    "file": "file",
-    "rtsp": "rtsp,rtsps,rtp,srtp,tcp,udp,tls",
-    "http": "http,https,tcp,tls,crypto,httpproxy",
-    "webcam": "file",
-}
 
 
 class SourceRefused(ValueError):
@@ -38,22 +33,6 @@ class ResolvedSource:
     display: str  # the URL with any password removed, for logs and status
 
 
-def redact(url: str) -> str:
-    """The URL without its password or secret query values: rtsp://user:***@host/path?token=***."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is not None:
-        host = parts.hostname or ""
-        if port:
-            host = f"{host}:{port}"
-        netloc = f"{parts.username}:***@{host}"
-        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return redact_text(url)  # secret query values (?token=…)
-
-
 def resolve(url: str, cfg: IngestConfig, *, must_exist: bool = True) -> ResolvedSource:
     """Check `url` against the allowed schemes and media dirs; raise SourceRefused if not allowed.
 
@@ -63,7 +42,7 @@ def resolve(url: str, cfg: IngestConfig, *, must_exist: bool = True) -> Resolved
     url = url.strip()
     if not url:
         raise SourceRefused("empty url")
-    display = redact(url)
+    display = redact_url(url)
     if "\x00" in url or "\n" in url:
         raise SourceRefused("url contains control characters")
     scheme = _scheme(url)

@@ -23,7 +23,7 @@ from bus.kafka import Producer, decode, ensure_topics, make_consumer
 from bus.topics import Topics
 from configs.settings import Settings
 from ingest import service as ingest_service
-from sightline.replay import ReplayResult, canonical_order
+from sightline.replay.run import ReplayResult, canonical_order
 
 IDLE_S = 1.0
 

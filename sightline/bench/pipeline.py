@@ -15,23 +15,32 @@ from pathlib import Path
 from typing import Any
 
 from configs.settings import Settings
-from sightline.benchkit import BenchPlan
-from sightline.benchrun import run_bench
-from sightline.benchstats import print_report, print_targets, report, target
+from sightline.bench.kit import BenchPlan
+from sightline.bench.stack import run_bench
+from sightline.bench.stats import print_report, print_targets, report, target
 
 CAMERAS, SECONDS, WARMUP_S = 16, 20.0, 3.0
 TARGET_P50_MS, TARGET_P99_MS = 100.0, 500.0
 
 
-def plan_from_args(args: argparse.Namespace, cameras: int, seconds: float, warmup_s: float) -> BenchPlan:
-    """The bench's own defaults apply where the command line left a value unset (None)."""
+def add_args(p: argparse.ArgumentParser, cameras: int = CAMERAS, seconds: float = SECONDS) -> None:
+    """The stack benches' arguments (pipeline and soak share them, with their own defaults)."""
+    p.add_argument("--cameras", type=int, default=cameras, help=f"cameras at 2 fps (default {cameras})")
+    p.add_argument("--seconds", type=float, default=seconds, help=f"run length (default {seconds:g})")
+    p.add_argument("--engine-latency-ms", type=float, default=0.0, help="scripted engine delay per call")
+    p.add_argument("--concurrency", type=int, default=8, help="analyzer engine concurrency")
+    p.add_argument("--video", help="input clip (default: generated)")
+    p.add_argument("--report", help="write the report here as JSON")
+
+
+def plan_from_args(args: argparse.Namespace, warmup_s: float) -> BenchPlan:
     return BenchPlan(
-        cameras=getattr(args, "cameras", None) or cameras,
-        seconds=getattr(args, "seconds", None) or seconds,
+        cameras=args.cameras,
+        seconds=args.seconds,
         warmup_s=warmup_s,
-        engine_latency_ms=getattr(args, "engine_latency_ms", None) or 0.0,
-        concurrency=getattr(args, "concurrency", None) or 8,
-        video=getattr(args, "video", None),
+        engine_latency_ms=args.engine_latency_ms,
+        concurrency=args.concurrency,
+        video=args.video,
     )
 
 
@@ -45,8 +54,8 @@ def pipeline_targets(rep: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def main(args: argparse.Namespace, settings: Settings) -> int:
-    plan = plan_from_args(args, CAMERAS, SECONDS, WARMUP_S)
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    plan = plan_from_args(args, WARMUP_S)
     data = run_bench(plan, settings, "pipeline")
     rep = report(data, "pipeline")
     print_report(rep)
@@ -61,7 +70,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     if not services_ok:
         print(f"a service exited badly: {rep['exit_codes']} (logs in {rep['run_dir']}/logs)")
     rep["ok"] = ok
-    if getattr(args, "report", None):
+    if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(rep, indent=2))
     return 0 if ok else 1

@@ -21,7 +21,7 @@ import av
 from configs.settings import IngestConfig, Settings
 from ingest.camera import CameraWorker
 from ingest.plan import CameraPlan
-from ingest.testkit import MemorySink
+from sightline.testing.ingest_kit import MemoryFramePublisher
 
 TARGET_SAMPLED_RATIO = 0.8
 TARGET_KEYFRAME_SPEEDUP = 20.0
@@ -90,30 +90,42 @@ def pipeline(path: Path, cfg: IngestConfig, *, sample_fps: float, keyframes_only
         loop=False,
         keyframes_only=keyframes_only,
     )
-    sink = MemorySink(keep_jpeg=False)
-    worker = CameraWorker(plan, cfg, sink, max_frame_bytes=900_000)
+    publisher = MemoryFramePublisher(keep_jpeg=False)
+    worker = CameraWorker(plan, cfg, publisher, max_frame_bytes=900_000)
     t0 = time.perf_counter()
     worker.start()
-    if not sink.wait_for(lambda s: bool(s.updates) and s.updates[-1].state in ("stopped", "failed"), 600):
+    if not publisher.wait_for(
+        lambda s: bool(s.updates) and s.updates[-1].state in ("stopped", "failed"), 600
+    ):
         worker.stop()
         raise RuntimeError("the benchmark camera did not finish in 10 minutes")
     elapsed = time.perf_counter() - t0
     worker.join(5)
-    last = sink.updates[-1]
+    last = publisher.updates[-1]
     if last.state != "stopped":
         raise RuntimeError(f"the benchmark camera failed: {last.reason}")
-    media_s = max((m.pts_s for m, _ in sink.frames), default=0.0)
+    media_s = max((m.pts_s for m, _ in publisher.frames), default=0.0)
     return {
         "decoded": last.counters["decoded"],
-        "published": len(sink.frames),
+        "published": len(publisher.frames),
         "seconds": elapsed,
         "fps": last.counters["decoded"] / elapsed,
         "media_s": media_s,
     }
 
 
-def main(args: argparse.Namespace, settings: Settings, repeats: int = 3) -> int:
-    video = Path(args.video) if getattr(args, "video", None) else bench_clip(settings, args.seconds or 20.0)
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--seconds", type=float, default=20.0, help="length of the generated 1080p clip (default 20)"
+    )
+    p.add_argument("--video", help="measure this clip instead")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each mode; the best counts (default 3)")
+    p.add_argument("--report", help="write the report here as JSON")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    repeats = args.repeats
+    video = Path(args.video) if args.video else bench_clip(settings, args.seconds)
     cfg = settings.ingest.model_copy(update={"media_dirs": ()})
     with av.open(str(video)) as c:
         s = c.streams.video[0]
@@ -163,7 +175,7 @@ def main(args: argparse.Namespace, settings: Settings, repeats: int = 3) -> int:
         "targets_met": ok,
         "repeats": repeats,
     }
-    if getattr(args, "report", None):
+    if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     print("targets met" if ok else "TARGETS MISSED")
     return 0 if ok else 1
@@ -189,9 +201,3 @@ def _decord_row(video: Path, cfg: IngestConfig, media_s: float, pyav_s: float) -
         f"{media_s / run['seconds']:.1f}x realtime",
         f"vs {media_s / pyav_s:.1f}x realtime with PyAV (optional reader: ingest.file_reader=decord)",
     )
-
-
-def soak(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.soak import run_soak
-
-    return run_soak(args, settings)

@@ -12,7 +12,7 @@ Latency is measured from what the system already records, joined by the harness:
   engine    ObjectEvent.latency_ms (the engine call, measured by the analyzer's client)
   stored    events.received_at (set by the sink when it writes the row)
 The probes only read topics (group-less, so they take nothing from the services), the store and
-/proc. `sightline.benchrun` runs the stack with them.
+/proc. `sightline.bench.stack` runs the stack with them.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class BenchPlan(BaseModel):
 
 @dataclass
 class RunData:
-    """Everything a run observed; `sightline.benchstats` turns it into figures."""
+    """Everything a run observed; `sightline.bench.stats` turns it into figures."""
 
     plan: BenchPlan
     run_dir: Path

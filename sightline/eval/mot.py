@@ -23,7 +23,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from analyzer.truth import GroundTruth, TruthBox, TruthError, TruthObject, VideoInfo, intervals_from_times
+from sightline.eval.truth import (
+    GroundTruth,
+    TruthBox,
+    TruthError,
+    TruthObject,
+    VideoInfo,
+    intervals_from_times,
+)
 
 PEDESTRIAN = 1
 # person on vehicle, static person, distractor, reflection: people a detector may rightly see.

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from configs.settings import Settings
-from sightline.bench_pipeline import plan_from_args
-from sightline.benchrun import run_bench
-from sightline.benchstats import buckets, event_latencies, print_report, print_targets, report, target
+from sightline.bench import pipeline
+from sightline.bench.stack import run_bench
+from sightline.bench.stats import buckets, event_latencies, print_report, print_targets, report, target
 
 CAMERAS, SECONDS = 32, 300.0
 TARGET_RSS_GROWTH = 0.10
@@ -76,9 +76,13 @@ def markdown(rep: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace, settings: Settings) -> int:
-    seconds = getattr(args, "seconds", None) or SECONDS
-    plan = plan_from_args(args, CAMERAS, seconds, warmup_s=min(60.0, seconds / 5))
+def add_args(p: argparse.ArgumentParser) -> None:
+    pipeline.add_args(p, cameras=CAMERAS, seconds=SECONDS)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    plan = pipeline.plan_from_args(args, warmup_s=min(60.0, args.seconds / 5))
+    seconds = plan.seconds
     plan = plan.model_copy(update={"resource_every_s": min(5.0, max(1.0, seconds / 30))})
     data = run_bench(plan, settings, "soak")
     rep = report(data, "soak")
@@ -104,7 +108,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     rep["targets"] = soak_targets(rep)
     ok = print_targets(rep["targets"]) and all(code == 0 for code in rep["exit_codes"].values())
     rep["ok"] = ok
-    path = Path(getattr(args, "report", None) or DEFAULT_REPORT)
+    path = Path(args.report or DEFAULT_REPORT)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rep, indent=2))
     path.with_suffix(".md").write_text(markdown(rep))

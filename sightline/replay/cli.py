@@ -1,19 +1,45 @@
-"""The `sightline replay` verb around `run_replay`: arguments, output file, closing table, scores, gates."""
+"""The `sightline replay` verb around `run_replay`: arguments, output file, closing table, scores, gates.
+
+Its arguments are declared without importing the replay itself (PyAV, the analyzer), so every
+`sightline` invocation can build the whole parser cheaply.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from analyzer.scoring import Scores, score_boxes, score_events
-from analyzer.truth import GroundTruth, TruthError, load_truth
 from configs.settings import Settings
-from glm45v_engine import EngineError
-from sightline.replay import ReplayResult, make_queries, run_replay
+
+if TYPE_CHECKING:
+    from sightline.eval.truth import GroundTruth
+    from sightline.replay.run import ReplayResult
 
 
-def run_cli(args: argparse.Namespace, settings: Settings) -> int:
+def add_args(rp: argparse.ArgumentParser) -> None:
+    rp.add_argument("video")
+    rp.add_argument("--query", action="append", default=[], help="grounding query (repeatable)")
+    rp.add_argument("--summary", action="append", default=[], help="summary prompt (repeatable)")
+    rp.add_argument("--sample-fps", type=float)
+    rp.add_argument("--window-s", type=float, default=10.0, help="summary window length")
+    rp.add_argument("--out", help="write ObjectEvent and Summary records as JSONL")
+    rp.add_argument("--truth", help="ground truth (Sightline JSON or MOT gt.txt)")
+    rp.add_argument("--min-recall", type=float)
+    rp.add_argument("--min-precision", type=float)
+    rp.add_argument("--no-progress", action="store_true")
+    rp.add_argument(
+        "--keep-latency", action="store_true", help="keep measured latencies in the JSONL (not reproducible)"
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """The verb: prints the closing table, writes JSONL, scores and gates on thresholds."""
+    from glm45v_engine import EngineError
+    from sightline.eval.truth import TruthError, load_truth
+    from sightline.replay.run import make_queries, run_replay
+
     video = Path(args.video)
     if not video.is_file():
         print(f"replay: no such video file: {video}", file=sys.stderr)
@@ -39,7 +65,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             return 2
     try:
         if args.bootstrap:
-            from sightline.replay_broker import run_replay_broker
+            from sightline.replay.broker import run_replay_broker
 
             result = run_replay_broker(
                 video, settings, queries, bootstrap=args.bootstrap, progress=not args.no_progress
@@ -63,6 +89,8 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _score_and_gate(result: ReplayResult, truth: GroundTruth, args: argparse.Namespace) -> int:
+    from sightline.eval.scoring import Scores, score_boxes, score_events
+
     grounding = sorted({e.query_id for e in result.events} | {b[3] for b in result.boxes})
     if len(grounding) != 1:
         print(

@@ -1,6 +1,6 @@
 """A scripted OpenAI-compatible GLM server: the model boundary for tests and demos, nothing more.
 
-    python -m glm45v_engine.scripted_server --port 8001 [--scenario scenario.json]
+    python -m sightline.testing.scripted_server --port 8001 [--scenario scenario.json]
 
     with ScriptedServer({"mode": "colour"}) as srv:      # in-process, on a free port, in a thread
         engine = load_engine({"type": "openai", "base_url": srv.base_url, ...})
@@ -30,7 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from glm45v_engine.accounting import estimate_image_tokens, estimate_text_tokens
-from glm45v_engine.scripted_scenario import (
+from sightline.testing.scripted_scenario import (
     Media,
     Scenario,
     Step,
@@ -288,7 +288,7 @@ class ScriptedServer:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m glm45v_engine.scripted_server",
+        prog="python -m sightline.testing.scripted_server",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

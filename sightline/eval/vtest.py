@@ -1,6 +1,6 @@
 """Measure an engine on an annotated video with the raw per-frame box path.
 
-    python -m analyzer.eval_vtest [--truth tests/data/vtest_people_0-20s.json] [--video PATH]
+    python -m sightline.eval.vtest [--truth tests/data/vtest_people_0-20s.json] [--video PATH]
                                   [--query people] [--iou 0.5 --iou 0.3] [--min-width W] [--trim DX DY]
 
 Decodes the frames at the truth's annotated instants, asks the CPU baseline engine for boxes
@@ -18,14 +18,14 @@ from typing import cast
 
 import av
 
-from analyzer.eval_match import Prediction
-from analyzer.scoring import Scores, score_boxes
-from analyzer.truth import TIME_EPS, GroundTruth, load_truth
 from configs.engine import BaselineEngineConfig
 from glm45v_engine.baseline import BaselineEngine
 from glm45v_engine.types import Frame, Image
+from sightline.eval.match import Prediction
+from sightline.eval.scoring import Scores, score_boxes
+from sightline.eval.truth import TIME_EPS, GroundTruth, load_truth
 
-DEFAULT_TRUTH = Path(__file__).resolve().parent.parent / "tests" / "data" / "vtest_people_0-20s.json"
+DEFAULT_TRUTH = Path(__file__).resolve().parents[2] / "tests" / "data" / "vtest_people_0-20s.json"
 
 
 def frames_at(video: str | Path, times: Sequence[float]) -> list[Frame]:
@@ -85,7 +85,7 @@ def measure(
 def main(argv: Sequence[str] | None = None) -> int:
     from sightline.samples import vtest_path
 
-    ap = argparse.ArgumentParser(prog="python -m analyzer.eval_vtest", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m sightline.eval.vtest", description=__doc__.split("\n\n")[0])
     ap.add_argument("--truth", default=str(DEFAULT_TRUTH))
     ap.add_argument("--video", default=None, help="default: the installed vtest.avi")
     ap.add_argument("--query", default="people")

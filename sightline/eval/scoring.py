@@ -32,7 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from analyzer.eval_match import (
+from bus.contracts import ObjectEvent
+from sightline.eval.match import (
     IOU_EPS,
     Lifetime,
     Prediction,
@@ -45,8 +46,7 @@ from analyzer.eval_match import (
     match_boxes,
     temporal_iou,
 )
-from analyzer.truth import TIME_EPS, GroundTruth
-from bus.contracts import ObjectEvent
+from sightline.eval.truth import TIME_EPS, GroundTruth
 
 PHASE_ORDER = {"start": 0, "update": 1, "end": 2}
 

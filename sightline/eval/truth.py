@@ -178,7 +178,7 @@ def load_truth(path: str | Path, *, fps: float | None = None, **mot_options: obj
     `fps` is needed for MOT files without a `seqinfo.ini`; `mot_options` go to
     `eval_mot.read_mot` (classes, min_visibility, label, width, height).
     """
-    from analyzer.eval_mot import read_mot
+    from sightline.eval.mot import read_mot
 
     p = Path(path)
     if p.is_dir():

@@ -1,30 +1,17 @@
-"""Pytest plugin `sightline.testing` (registered automatically when Sightline is installed).
-
-Test camera rules like code: replay a clip with a chosen engine and assert the events.
-
-    def test_someone_comes_in(sightline_replay):
-        run = sightline_replay("clips/door.mp4", queries=["people"], truth="clips/door.truth.json")
-        assert any(e.phase == "start" for e in run.events)
-        assert run.scores.recall >= 0.8
-
-`engine` takes an engine section as a dict (default: the CPU baseline; use
-{"type": "cassette", ...} or {"type": "openai", ...} for GLM-4.5V).
-"""
+"""A replay with its scores: what the pytest plugin's fixture and users' scripts get back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from analyzer.scoring import Scores, score_boxes, score_events
-from analyzer.truth import load_truth
 from bus.contracts import ObjectEvent, Summary
 from configs.settings import load_settings
-from sightline.replay import ReplayResult, make_queries, run_replay
+from sightline.eval.scoring import Scores, score_boxes, score_events
+from sightline.eval.truth import load_truth
+from sightline.replay.run import ReplayResult, make_queries, run_replay
 
 
 @dataclass(frozen=True)
@@ -77,14 +64,3 @@ def replay(
         scores=score_events(result.events, gt) if result.events else None,
         box_scores=score_boxes([(t, b, label) for t, b, label, _ in result.boxes], gt),
     )
-
-
-@pytest.fixture
-def sightline_replay(tmp_path: Path) -> Callable[..., Replayed]:
-    """Replay a clip through Sightline's ingest → analyzer code; returns events (and scores with truth=)."""
-
-    def run(video: str | Path, **kwargs: Any) -> Replayed:
-        kwargs.setdefault("data_dir", tmp_path / "sightline-data")
-        return replay(video, **kwargs)
-
-    return run

@@ -1,5 +1,5 @@
 """Matching primitives for scoring: IoU, label normalisation, one-to-one box matching per
-instant, and track ↔ truth-object association. `analyzer.scoring` builds the metrics on these.
+instant, and track ↔ truth-object association. `sightline.eval.scoring` builds the metrics on these.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.optimize import linear_sum_assignment
 
-from analyzer.truth import BBox
+from sightline.eval.truth import BBox
 
 # A pair scoring exactly the threshold must pass although IoU arithmetic is in floats.
 IOU_EPS = 1e-9

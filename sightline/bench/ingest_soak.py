@@ -21,7 +21,7 @@ from bus.contracts import CameraSpec
 from bus.kafka import decode_end_of_stream, decode_frame
 from bus.topics import Topics
 from configs.settings import Settings
-from ingest.testkit import RtspServer, TopicReader, register, rtsp_server_available
+from sightline.testing.ingest_kit import RtspServer, TopicReader, register, rtsp_server_available
 
 TARGET_RSS_GROWTH = 0.10
 TARGET_FPS_ERROR = 0.05
@@ -66,9 +66,19 @@ class FrameCounter(threading.Thread):
         self.reader.close()
 
 
-def run_soak(args: argparse.Namespace, settings: Settings) -> int:
-    seconds = float(getattr(args, "seconds", 60.0) or 60.0)
-    n = int(getattr(args, "cameras", 8) or 8)
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cameras",
+        type=int,
+        default=8,
+        help="cameras; 3 in 8 over RTSP when the test server is there, the rest looping files (default 8)",
+    )
+    p.add_argument("--seconds", type=float, default=60.0, help="run length (default 60)")
+    p.add_argument("--report", help="write the report here as JSON")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    seconds, n = args.seconds, args.cameras
     warmup = min(15.0, seconds / 4)
     with contextlib.ExitStack() as stack:
         bootstrap = settings.bus.bootstrap
@@ -148,7 +158,7 @@ def _measure(
         print(f"  {spec.id:<8} {fps:6.3f} fps (target {SAMPLE_FPS}, error {err:.1%})  {total} frames")
     print(f"RSS after warm-up {warm_rss / 1e6:.1f} MB, max after {end_rss / 1e6:.1f} MB: growth {growth:.1%}")
     print("targets met" if ok else "TARGETS MISSED")
-    if getattr(args, "report", None):
+    if args.report:
         report: dict[str, Any] = {
             "cameras": rows,
             "rss": rss,

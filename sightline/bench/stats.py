@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sightline.benchkit import VERBS, RunData
+from sightline.bench.kit import VERBS, RunData
 
 STAGES = ("publish", "analyzer", "engine", "store", "end_to_end")
 STAGE_NAMES = {

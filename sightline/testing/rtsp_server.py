@@ -2,7 +2,7 @@
 """A small RTSP server for tests and benchmarks: rtsp://127.0.0.1:PORT/PATH, H.264 over RTP.
 
 Runs with the system Python (GStreamer's `gi` cannot be imported in a venv):
-  /usr/bin/python3 -m ingest.rtsp_test_server --port 8554 [--file clip.mp4] [--fps 25] [--size 640x480]
+  /usr/bin/python3 sightline/testing/rtsp_server.py --port 8554 [--file clip.mp4] [--fps 25] [--size 640x480]
 Needs Debian python3-gi, gir1.2-gst-rtsp-server-1.0 and the gstreamer1.0 plugin packages.
 Prints "READY <url>" once listening; SIGTERM/SIGINT stop it. Every client gets its own pipeline.
 """

@@ -36,7 +36,7 @@ from configs.engine import OpenAIEngineConfig
 from configs.settings import Settings
 from glm45v_engine import EngineError
 from ingest.gating import GateName
-from sightline.replay import ReplayResult, make_queries, run_replay
+from sightline.replay.run import ReplayResult, make_queries, run_replay
 from sightline.samples import Figure, generate_clip
 
 TARGET_RATIO = 5.0
@@ -165,8 +165,8 @@ def bench_engine(settings: Settings, scripted: bool) -> Iterator[tuple[Settings,
     if not scripted or settings.engine.type != "baseline":
         yield settings, settings.engine.type
         return
-    from glm45v_engine.scripted_scenario import STANDIN_MODEL
-    from glm45v_engine.scripted_server import ScriptedServer
+    from sightline.testing.scripted_scenario import STANDIN_MODEL
+    from sightline.testing.scripted_server import ScriptedServer
 
     with ScriptedServer({"mode": "colour"}) as srv:
         # The stand-in's own model name, so the table never reads as if GLM-4.5V had answered.
@@ -264,31 +264,29 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _seconds(args: argparse.Namespace) -> float:
-    """--seconds sets the generated clip's length; the parser's default (unset) means ours."""
-    from sightline.cli import build_parser
-
-    shared_default = build_parser().parse_args(["bench", "gating"]).seconds
-    given = getattr(args, "seconds", None)
-    if given is None or given == shared_default:
-        return DEFAULT_SECONDS
-    return max(MIN_SECONDS, float(given))
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--seconds", type=float, default=DEFAULT_SECONDS,
+        help=f"length of the generated clip (default {DEFAULT_SECONDS:g}, at least {MIN_SECONDS:g})",
+    )  # fmt: skip
+    p.add_argument("--video", help="replay this clip instead (answered by the configured engine)")
+    p.add_argument("--report", help="write the report here as JSON")
 
 
-def main(args: argparse.Namespace, settings: Settings) -> int:
-    if getattr(args, "video", None):
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.video:
         video, generated = Path(args.video), False
         if not video.is_file():
             print(f"bench gating: no such video file: {video}", file=sys.stderr)
             return 2
     else:
-        video, generated = scene_clip(settings.data_dir, _seconds(args)), True
+        video, generated = scene_clip(settings.data_dir, max(MIN_SECONDS, args.seconds)), True
     try:
         report = run_bench(video, settings, scripted=generated)
     except (EngineError, RuntimeError) as exc:
         print(f"bench gating: {exc}", file=sys.stderr)
         return 2
     print(render(report))
-    if getattr(args, "report", None):
+    if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     return 0 if report["met"] else 1

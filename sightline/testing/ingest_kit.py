@@ -96,7 +96,7 @@ def statuses(records: list[Any]) -> list[StatusUpdate]:
 
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-RTSP_SERVER = str(Path(__file__).with_name("rtsp_test_server.py"))
+RTSP_SERVER = str(Path(__file__).with_name("rtsp_server.py"))
 
 
 def rtsp_server_available() -> bool:
@@ -166,8 +166,8 @@ class RtspServer:
         self.kill()
 
 
-class MemorySink:
-    """A camera sink that keeps everything in memory (unit tests, benchmarks without a broker)."""
+class MemoryFramePublisher:
+    """A frame publisher that keeps everything in memory (unit tests, benchmarks without a broker)."""
 
     def __init__(self, keep_jpeg: bool = True) -> None:
         self.frames: list[tuple[FrameMeta, bytes]] = []
@@ -194,7 +194,7 @@ class MemorySink:
     def states(self) -> list[str]:
         return [u.state for u in self.updates]
 
-    def wait_for(self, check: Callable[[MemorySink], bool], timeout_s: float) -> bool:
+    def wait_for(self, check: Callable[[MemoryFramePublisher], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while not check(self):

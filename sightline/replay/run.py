@@ -1,4 +1,4 @@
-"""`sightline replay`: a video file through the same ingest → analyzer → sink code, scored if asked.
+"""Replay in-process: a video file through the same ingest → analyzer → sink code, scored if asked.
 
 In-process (default) the camera worker of `ingest` decodes and samples the file, the
 analyzer's `FrameProcessor` answers and tracks, and, with `--store`, the sink's `Store`
@@ -8,7 +8,6 @@ frames of a file played as fast as possible carry the file's own time, ids are u
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import queue
 import re
@@ -106,7 +105,7 @@ def canonical_order(records: Sequence[Record]) -> list[Record]:
     return sorted(records, key=key)
 
 
-class _QueueSink:
+class _QueuePublisher:
     """Camera output into a bounded queue: the decoder waits for the analyzer, nothing is dropped."""
 
     def __init__(self) -> None:
@@ -183,9 +182,9 @@ async def _replay(
         result.boxes += [(meta.pts_s, d.bbox, d.label, q.id) for d in dets]
 
     processor.on_boxes = record_boxes
-    sink = _QueueSink()
+    publisher = _QueuePublisher()
     worker = CameraWorker(
-        plan, settings.ingest, sink, worker="replay", max_frame_bytes=settings.bus.max_frame_bytes
+        plan, settings.ingest, publisher, worker="replay", max_frame_bytes=settings.bus.max_frame_bytes
     )
     store = _open_store(store_url)
     bar = _progress(video, plan.sample_fps) if progress else None
@@ -193,7 +192,7 @@ async def _replay(
     worker.start()
     try:
         while True:
-            kind, item = await asyncio.to_thread(sink.q.get)
+            kind, item = await asyncio.to_thread(publisher.q.get)
             if kind == "frame":
                 out = await processor.process(*item)
                 last_wall = item[0].wall_ts
@@ -253,10 +252,3 @@ def _progress(video: Path, sample_fps: float) -> Any:
         file=sys.stderr,
         dynamic_ncols=True,
     )
-
-
-def main(args: argparse.Namespace, settings: Settings) -> int:
-    """The CLI verb: prints the closing table, writes JSONL, scores and gates on thresholds."""
-    from sightline.replay_cli import run_cli
-
-    return run_cli(args, settings)

@@ -1,6 +1,6 @@
 """One bench run: broker, scripted engine, the three services, N cameras; then drain and collect.
 
-Shared by `sightline bench pipeline` and `sightline bench soak` (see `sightline.benchkit` for
+Shared by `sightline bench pipeline` and `sightline bench soak` (see `sightline.bench.kit` for
 what is measured and how).
 """
 
@@ -22,8 +22,7 @@ from bus.kafka import ensure_topics
 from bus.topics import Topics
 from configs.engine import OpenAIEngineConfig
 from configs.settings import Settings
-from glm45v_engine.scripted_server import ScriptedServer
-from sightline.benchkit import (
+from sightline.bench.kit import (
     QUERY,
     RED,
     VERBS,
@@ -38,6 +37,7 @@ from sightline.benchkit import (
     stored_rows,
 )
 from sightline.samples import Figure, generate_clip
+from sightline.testing.scripted_server import ScriptedServer
 
 
 def bench_clip(directory: Path) -> Path:
@@ -66,8 +66,9 @@ def bench_settings(
             update={
                 "group_id": f"{prefix}-analyzer",
                 "max_concurrency": plan.concurrency,
-                "min_hits": 1,
-                "update_every_s": 0.0,
+                "tracking": settings.analyzer.tracking.model_copy(
+                    update={"min_hits": 1, "update_every_s": 0.0}
+                ),
             }
         ),
         "store": settings.store.model_copy(update={"group_id": f"{prefix}-sink"}),
