@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from configs.engine import BaselineEngineConfig, EngineConfig
+from configs.search import SearchConfig
 
 PRESETS_DIR = Path(__file__).parent
 
@@ -193,6 +194,7 @@ class Settings(BaseSettings):
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
     demo: DemoConfig = DemoConfig()
+    search: SearchConfig = SearchConfig()
 
     @classmethod
     def settings_customise_sources(

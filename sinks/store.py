@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, or_, select, text
 from sqlalchemy.engine import Engine
@@ -28,6 +28,9 @@ from bus.redact import redact_text
 from sinks import tables as t
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
+
+if TYPE_CHECKING:
+    from sinks.search import SearchIndex
 
 Message = ObjectEvent | Summary | StatusUpdate | ControlMessage
 
@@ -73,6 +76,7 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine: Engine = create_engine(url)
+        self.search: SearchIndex | None = None  # set by the sink: what it stores is indexed too
         if migrate:
             from sinks.migrate import upgrade
 
@@ -100,6 +104,10 @@ class Store:
                 elif isinstance(msg, Summary) and self._summary(conn, msg):
                     fresh.append(msg)
             fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
+        if self.search is not None and fresh:
+            # After the commit: a slow embedder never holds the write lock. A crash in between leaves
+            # rows unindexed, which the next start-up's backfill finds.
+            self.search.index_messages(fresh)
         return fresh
 
     def _summary(self, conn: Connection, s: Summary) -> bool:
