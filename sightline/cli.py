@@ -41,11 +41,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _process(args: argparse.Namespace, kind: str, run: ProcessRun) -> int:
     """A process verb: settings, logging, stop-on-signal, then the package's run()."""
+    from lifecycle.metrics import serve as serve_metrics
     from lifecycle.process import setup_logging, stop_on_signals, worker_id
 
     settings = _settings(args)
     setup_logging(settings.log_level, worker_id(kind))
-    return int(run(settings, stop_on_signals()) or 0)
+    server = serve_metrics(settings.metrics, kind)  # off unless metrics.enabled
+    try:
+        return int(run(settings, stop_on_signals()) or 0)
+    finally:
+        if server is not None:
+            server.close()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
