@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import need
 from prometheus_client.parser import text_string_to_metric_families
 
 from bus.broker import free_port
 from bus.contracts import CameraSpec, QuerySpec
 
-from conftest import need
 from stackkit import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +56,7 @@ def scraped(
         )
         wait_for(lambda: any(e["phase"] == "end" for e in stack.events()), 90, "end events", stack)
         time.sleep(2.5)  # a status interval, so the ingest gauges and the sink's counters are current
-        texts = {kind: httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text for kind, p in ports.items()}
+        texts = {k: httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text for k, p in ports.items()}
         texts["api"] = httpx.get(f"{stack.api}/metrics", timeout=5).text
         texts["prefix"] = prefix
         yield texts
@@ -100,4 +100,3 @@ def test_the_run_shows_in_each_processs_own_metrics(scraped: dict[str, str]) -> 
     assert "sightline_consumer_lag_messages{" in sink
     assert sample(sink, "process_resident_memory_bytes") > 0
     assert "sightline_store_rows" in scraped["api"]
-

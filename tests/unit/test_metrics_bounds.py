@@ -7,10 +7,11 @@ from lifecycle.metrics import OTHER, BoundedLabel
 
 
 def test_a_bounded_label_keeps_the_first_values_and_folds_later_ones_into_other() -> None:
-    before = metrics.REGISTRY.get_sample_value("sightline_metrics_labels_overflow_total", {"label": "t1"}) or 0
+    name = "sightline_metrics_labels_overflow_total"
+    before = metrics.REGISTRY.get_sample_value(name, {"label": "t1"}) or 0
     label = BoundedLabel("t1", 2)
     assert [label(v) for v in ("a", "b", "c", "a", "d", "b")] == ["a", "b", OTHER, "a", OTHER, "b"]
-    after = metrics.REGISTRY.get_sample_value("sightline_metrics_labels_overflow_total", {"label": "t1"})
+    after = metrics.REGISTRY.get_sample_value(name, {"label": "t1"})
     assert after == before + 2
 
 
