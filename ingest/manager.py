@@ -29,7 +29,7 @@ class KafkaFramePublisher:
         cid = meta.camera_id
 
         def failed(exc: BaseException) -> None:  # async delivery failure: count it, say it
-            metrics.DROPS.labels(cid, "publish_error").inc()
+            metrics.DROPS.labels(metrics.cam(cid), "publish_error").inc()
             log.warning("frame delivery failed: %s", exc, extra={"camera_id": cid})
 
         future.add_errback(failed)

@@ -51,11 +51,17 @@ def start_process(settings: Settings, worker: str) -> None:
 
 def _process(args: argparse.Namespace, kind: str, run: ProcessRun) -> int:
     """A process verb: settings, logging, stop-on-signal, then the package's run()."""
+    from lifecycle.metrics import serve as serve_metrics
     from lifecycle.process import stop_on_signals, worker_id
 
     settings = _settings(args)
     start_process(settings, worker_id(kind))
-    return int(run(settings, stop_on_signals()) or 0)
+    server = serve_metrics(settings.metrics, kind)  # off unless metrics.enabled
+    try:
+        return int(run(settings, stop_on_signals()) or 0)
+    finally:
+        if server is not None:
+            server.close()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
