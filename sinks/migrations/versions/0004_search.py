@@ -5,8 +5,8 @@ on PostgreSQL. Vectors: the `vec` blob everywhere; the pgvector column (its dime
 embedder's) is added at run time by `sinks.search_schema`. Existing tracks and summaries are
 backfilled by the sink at start-up (the embedder lives in the config, not in a migration).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
