@@ -13,7 +13,17 @@ from sinks.migrate import downgrade, upgrade
 from sinks.store import Store
 from sinks.tables import include_object, metadata
 
-TABLES = {"cameras", "queries", "events", "tracks", "summaries", "status", "segments", "search_docs", "search_meta"}
+TABLES = {
+    "cameras",
+    "queries",
+    "events",
+    "tracks",
+    "summaries",
+    "status",
+    "segments",
+    "search_docs",
+    "search_meta",
+}
 
 
 def test_migrated_schema_matches_the_tables_module(store: Store) -> None:  # noqa: F811
