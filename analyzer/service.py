@@ -39,6 +39,7 @@ from bus.kafka import (
     make_consumer,
     poll,
 )
+from bus.redact import install_log_redaction
 from bus.topics import Topics
 from configs.settings import Settings
 from glm45v_engine import load_engine
@@ -270,4 +271,5 @@ def _peek_frame(r: ConsumerRecord, max_bytes: int) -> tuple[FrameMeta, bytes] | 
 
 
 def run(settings: Settings, stop: threading.Event) -> int:
+    install_log_redaction()
     return AnalyzerWorker(settings, stop).run()
