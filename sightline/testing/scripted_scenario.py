@@ -13,13 +13,14 @@ import base64
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from analyzer.intake import jpeg_size
 from glm45v_engine.parsing import to_normalised
 from glm45v_engine.types import Image
 
@@ -70,6 +71,8 @@ class Scenario(_M):
     hang_s: float = Field(30.0, ge=0)
     video: bool = True  # accept video_url parts (vLLM/SGLang do; a 400 like a server without it otherwise)
     colours: tuple[ColourSpec, ...] = (ColourSpec(),)
+    embedding_dim: int = Field(32, ge=2, le=4096, description="/v1/embeddings: hashed bag of words")
+    embeddings_status: int = Field(200, description="/v1/embeddings answers this (500: a failing server)")
 
     @classmethod
     def load(cls, source: str | dict[str, Any] | Scenario | None) -> Scenario:
@@ -108,6 +111,7 @@ class Media:
     images: list[tuple[float | None, Image]]  # (timestamp from the caption before it, pixels)
     videos: list[bytes]
     text: str
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (w, h) of each image, read from its header
 
 
 def read_media(body: dict[str, Any], decode: bool) -> Media:
@@ -129,6 +133,8 @@ def read_media(body: dict[str, Any], decode: bool) -> Media:
         elif kind == "image_url":
             data = _data_url_bytes(_url(part, "image_url"))
             img = _decode_image(data) if decode and data else None
+            size = jpeg_size(data) if data else None
+            media.sizes.append(size or (1, 1))
             media.images.append((last_ts, img if img is not None else np.zeros((1, 1, 3), np.uint8)))
             last_ts = None
         elif kind == "video_url":
