@@ -44,7 +44,7 @@ class KafkaFramePublisher:
             return -1
         epoch = self.gate.epoch(camera_id)
         if epoch is None:
-            metrics.DROPS.labels(camera_id, "not_owner").inc()
+            metrics.DROPS.labels(metrics.cam(camera_id), "not_owner").inc()
         return epoch
 
     def frame(self, meta: FrameMeta, jpeg: bytes) -> None:
@@ -73,6 +73,8 @@ class KafkaFramePublisher:
         self.producer.send_end_of_stream(self.topics.frames, eos.model_copy(update={"owner_epoch": epoch}))
 
     def segment(self, seg: RecordedSegment) -> None:
+        if self._epoch(seg.camera_id) is None:
+            return
         self.producer.send(self.topics.recordings, seg.camera_id, seg)
 
 
