@@ -68,6 +68,12 @@ class IngestConfig(_Section):
     worker_ttl_s: float = Field(
         8.0, gt=0, description="an ingest process silent this long is dead; its cameras move to the others"
     )
+    drain_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="live or stopped cameras: how long frames still queued may take to publish before "
+        "end-of-stream; a file played to its end waits for its consumer however long it takes",
+    )
 
 
 class TrackingConfig(_Section):
