@@ -177,6 +177,22 @@ class ApiConfig(_Section):
     ask_budget_period_s: float = Field(86400.0, gt=0)
 
 
+class MetricsConfig(_Section):
+    """Each pipeline process's own Prometheus endpoint (`lifecycle.metrics`); the API has its own."""
+
+    enabled: bool = Field(False, description="serve /metrics from ingest, analyzer and sink processes")
+    host: str = Field("127.0.0.1", description="address the metrics endpoints bind (0.0.0.0 in compose)")
+    ingest_port: int = Field(9401, ge=0, le=65535, description="0 picks a free port (logged)")
+    analyzer_port: int = Field(9402, ge=0, le=65535)
+    sink_port: int = Field(9403, ge=0, le=65535)
+    max_cameras: int = Field(
+        64, ge=1, le=100_000, description="camera_id label values per process; later cameras share `_other`"
+    )
+    max_queries: int = Field(
+        16, ge=1, le=10_000, description="query_id label values per process; later queries share `_other`"
+    )
+
+
 class DemoConfig(_Section):
     sample_camera: bool = True
     camera_id: str = "sample"
@@ -199,6 +215,7 @@ class Settings(BaseSettings):
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
     demo: DemoConfig = DemoConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @classmethod
     def settings_customise_sources(

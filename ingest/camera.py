@@ -153,8 +153,8 @@ class CameraWorker:
             fps_in, fps_out = (self.decoded - dec0) / dt, (self.published - pub0) / dt
             self._last_snap = (now, self.decoded, self.published)
         cid = self.plan.camera_id
-        metrics.FPS_IN.labels(cid).set(fps_in)
-        metrics.FPS_OUT.labels(cid).set(fps_out)
+        metrics.FPS_IN.labels(metrics.cam(cid)).set(fps_in)
+        metrics.FPS_OUT.labels(metrics.cam(cid)).set(fps_out)
         return self._update(fps_in=round(fps_in, 3), fps_out=round(fps_out, 3))
 
     def _update(self, fps_in: float = 0.0, fps_out: float = 0.0) -> StatusUpdate:
@@ -198,7 +198,7 @@ class CameraWorker:
 
     def _drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n
-        metrics.DROPS.labels(self.plan.camera_id, reason).inc(n)
+        metrics.DROPS.labels(metrics.cam(self.plan.camera_id), reason).inc(n)
 
     def _count_gap(self, source: Source) -> None:
         """A live source is back: count the sampled frames it would have given while it was gone."""
@@ -340,7 +340,7 @@ class CameraWorker:
     def _reconnect_wait(self, reason: str, backoff: Backoff) -> None:
         delay = backoff.next_delay()
         self.reconnects += 1
-        metrics.RECONNECTS.labels(self.plan.camera_id).inc()
+        metrics.RECONNECTS.labels(metrics.cam(self.plan.camera_id)).inc()
         self._set_state("reconnecting", f"{reason}; retry in {delay:.1f}s")
         self._stop.wait(delay)
 
@@ -363,7 +363,7 @@ class CameraWorker:
         pts0: float | None = None
         frames = 0
         last_at: float | None = None  # when the last frame was decoded
-        counter = metrics.FRAMES_DECODED.labels(plan.camera_id)
+        counter = metrics.FRAMES_DECODED.labels(metrics.cam(plan.camera_id))
         try:
             for d in source.frames():
                 if self._stop.is_set():
@@ -383,7 +383,7 @@ class CameraWorker:
                 decision = gate.decide(d.frame, d.pts_s, keyframe_reason=plan.keyframes_only)
                 if not decision.publish:
                     self.gated += 1
-                    metrics.FRAMES_GATED.labels(plan.camera_id).inc()
+                    metrics.FRAMES_GATED.labels(metrics.cam(plan.camera_id)).inc()
                     continue
                 if pacer:
                     pacer.wait(d.pts_s)
@@ -467,6 +467,6 @@ class CameraWorker:
             self.last_frame_id = item.index
         self.lag_s = time.monotonic() - item.queued_at
         cid = self.plan.camera_id
-        metrics.FRAMES_PUBLISHED.labels(cid).inc()
-        metrics.BYTES_PUBLISHED.labels(cid).inc(len(enc.jpeg))
-        metrics.LAG.labels(cid).set(self.lag_s)
+        metrics.FRAMES_PUBLISHED.labels(metrics.cam(cid)).inc()
+        metrics.BYTES_PUBLISHED.labels(metrics.cam(cid)).inc(len(enc.jpeg))
+        metrics.LAG.labels(metrics.cam(cid)).set(self.lag_s)

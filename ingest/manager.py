@@ -7,6 +7,7 @@ import time
 
 from bus.contracts import CameraSpec, EndOfStream, FrameMeta, StatusUpdate
 from bus.kafka import Producer
+from bus.redact import redact_url
 from bus.topics import Topics
 from configs.settings import Settings
 from ingest import metrics
@@ -28,7 +29,7 @@ class KafkaFramePublisher:
         cid = meta.camera_id
 
         def failed(exc: BaseException) -> None:  # async delivery failure: count it, say it
-            metrics.DROPS.labels(cid, "publish_error").inc()
+            metrics.DROPS.labels(metrics.cam(cid), "publish_error").inc()
             log.warning("frame delivery failed: %s", exc, extra={"camera_id": cid})
 
         future.add_errback(failed)
@@ -83,7 +84,8 @@ class CameraManager:
         )
         self.workers[spec.id] = w
         self._revision[spec.id] = revision
-        log.info("camera %s: starting %s", spec.id, w.plan.model_dump_json(), extra={"camera_id": spec.id})
+        shown = w.plan.model_copy(update={"url": redact_url(w.plan.url)}).model_dump_json()
+        log.info("camera %s: starting %s", spec.id, shown, extra={"camera_id": spec.id})
         w.start()
 
     def _retire(self, cid: str, reason: str, publish: bool = True) -> None:

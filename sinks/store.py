@@ -24,7 +24,7 @@ from bus.contracts import (
     StatusUpdate,
     Summary,
 )
-from bus.redact import redact_text
+from bus.redact import redact_text, redact_url
 from sinks import tables as t
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
@@ -143,6 +143,9 @@ class Store:
             self._put_query(conn, m.query, epoch(m.ts))
 
     def _put_camera(self, conn: Connection, cam: CameraSpec, ts: float) -> None:
+        # Only the masked URL is kept: database backups must not hold camera passwords. The
+        # control topic is the one place with the real URL (docs/deploy.md: treat it as a secret).
+        cam = cam.model_copy(update={"url": redact_url(cam.url)})
         ins = insert_for(self.engine, t.cameras)
         row = ins.values(id=cam.id, spec=cam.to_json().decode(), enabled=cam.enabled, updated_at=ts)
         x = ins.excluded

@@ -29,7 +29,12 @@ cameras = Table(
     "cameras",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("spec", Text, nullable=False, doc="CameraSpec JSON with the real URL; redacted on the way out"),
+    Column(
+        "spec",
+        Text,
+        nullable=False,
+        doc="CameraSpec JSON with the URL masked (bus.redact): the store never holds camera passwords",
+    ),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("updated_at", Float, nullable=False),
 )
