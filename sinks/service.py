@@ -17,7 +17,7 @@ from typing import Any, cast
 from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
-from bus.contracts import ControlMessage, Envelope, ObjectEvent, StatusUpdate, Summary
+from bus.contracts import ControlMessage, Envelope, ObjectEvent, RecordedSegment, StatusUpdate, Summary
 from bus.kafka import (
     PoisonMessage,
     Producer,
@@ -69,6 +69,7 @@ class SinkWorker:
             topics.summaries: Summary,
             topics.status: StatusUpdate,
             topics.control: ControlMessage,
+            topics.recordings: RecordedSegment,
         }
 
     def step(self, stop: threading.Event, timeout_ms: int = 500) -> int:
@@ -178,7 +179,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
     producer = Producer(bootstrap, client_id=worker)
     consumer = make_consumer(
         bootstrap,
-        [topics.detections, topics.summaries, topics.status, topics.control],
+        [topics.detections, topics.summaries, topics.status, topics.control, topics.recordings],
         settings.store.group_id,
         client_id=worker,
     )

@@ -21,6 +21,7 @@ from bus.contracts import (
     ControlMessage,
     ObjectEvent,
     QuerySpec,
+    RecordedSegment,
     StatusUpdate,
     Summary,
 )
@@ -28,8 +29,9 @@ from bus.redact import redact_text, redact_url
 from sinks import tables as t
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
+from sinks.recordings import write_segment
 
-Message = ObjectEvent | Summary | StatusUpdate | ControlMessage
+Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment
 
 
 class BadCursor(ValueError):
@@ -99,6 +101,8 @@ class Store:
                     self._status(conn, msg)
                 elif isinstance(msg, Summary) and self._summary(conn, msg):
                     fresh.append(msg)
+                elif isinstance(msg, RecordedSegment):
+                    write_segment(self.engine, conn, msg)  # an index row, not news: never sent outbound
             fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
         return fresh
 
