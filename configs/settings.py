@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from configs.engine import BaselineEngineConfig, EngineConfig
+from configs.search import SearchConfig
 
 PRESETS_DIR = Path(__file__).parent
 
@@ -240,6 +241,7 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     recording: RecordingConfig = RecordingConfig()
     demo: DemoConfig = DemoConfig()
+    search: SearchConfig = SearchConfig()
     metrics: MetricsConfig = MetricsConfig()
 
     @classmethod

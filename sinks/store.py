@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, or_, select, text
 from sqlalchemy.engine import Engine
@@ -30,6 +30,9 @@ from sinks import tables as t
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
 from sinks.recordings import write_segment
+
+if TYPE_CHECKING:
+    from sinks.search import SearchIndex
 
 Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment
 
@@ -75,6 +78,7 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine: Engine = create_engine(url)
+        self.search: SearchIndex | None = None  # set by the sink: what it stores is indexed too
         if migrate:
             from sinks.migrate import upgrade
 
@@ -104,6 +108,10 @@ class Store:
                 elif isinstance(msg, RecordedSegment):
                     write_segment(self.engine, conn, msg)  # an index row, not news: never sent outbound
             fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
+        if self.search is not None and fresh:
+            # After the commit: a slow embedder never holds the write lock. A crash in between leaves
+            # rows unindexed, which the next start-up's backfill finds.
+            self.search.index_messages(fresh)
         return fresh
 
     def _summary(self, conn: Connection, s: Summary) -> bool:
