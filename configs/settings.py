@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from configs.engine import BaselineEngineConfig, EngineConfig
+from configs.search import SearchConfig
 
 PRESETS_DIR = Path(__file__).parent
 
@@ -180,6 +181,30 @@ class ApiConfig(_Section):
     )
 
 
+class RecordingConfig(_Section):
+    """Recording live cameras into segments (ingest) and their retention (sink); clips (API)."""
+
+    mode: Literal["off", "continuous", "events"] = Field(
+        "off", description="default for cameras whose registration does not say (`record`)"
+    )
+    segment_s: float = Field(
+        10.0, ge=1, le=600, description="a segment ends at the first keyframe after this"
+    )
+    pre_s: float = Field(5.0, ge=0, le=600, description="`events` mode keeps this much before an event")
+    post_s: float = Field(5.0, ge=0, le=600, description="`events` mode keeps this much after an event")
+    settle_s: float = Field(
+        60.0, ge=0, description="`events` mode: a segment is judged only when it ended this long ago"
+    )
+    max_age_days: float = Field(7.0, gt=0)
+    max_bytes: int = Field(50_000_000_000, ge=0, description="all cameras together; oldest segments go first")
+    camera_max_bytes: int | None = Field(None, ge=0, description="per camera; null = only the overall cap")
+    min_free_bytes: int = Field(
+        500_000_000, ge=0, description="below this much free disk, recording stops (frames keep flowing)"
+    )
+    max_clip_s: float = Field(300.0, gt=0, description="longest clip the API cuts")
+    gap_tolerance_s: float = Field(1.0, gt=0, description="a hole longer than this between segments is a gap")
+
+
 class MetricsConfig(_Section):
     """Each pipeline process's own Prometheus endpoint (`lifecycle.metrics`); the API has its own."""
 
@@ -217,7 +242,9 @@ class Settings(BaseSettings):
     analyzer: AnalyzerConfig = AnalyzerConfig()
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
+    recording: RecordingConfig = RecordingConfig()
     demo: DemoConfig = DemoConfig()
+    search: SearchConfig = SearchConfig()
     metrics: MetricsConfig = MetricsConfig()
 
     @classmethod

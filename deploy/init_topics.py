@@ -71,6 +71,7 @@ def topic_configs(settings: Settings, retention: Retention) -> dict[str, dict[st
         # Tracker checkpoints keyed by camera: the latest per camera matters; delete as well so
         # cameras gone for longer than the event retention (and restore markers) do not pile up.
         t.analyzer_state: {"cleanup.policy": "compact,delete", "retention.ms": events_ms},
+        t.recordings: {"cleanup.policy": "delete", "retention.ms": events_ms},
         t.deadletter: {
             "cleanup.policy": "delete",
             "retention.ms": str(int(retention.deadletter_days * DAY_MS)),

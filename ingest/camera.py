@@ -28,8 +28,9 @@ from ingest.encode import FrameTooLarge, encode_jpeg
 from ingest.framequeue import FrameQueue
 from ingest.gating import Reason, make_gate
 from ingest.plan import CameraPlan
+from ingest.recorder import SegmentRecorder
 from ingest.sampling import Pacer, Sampler
-from ingest.sources import Source, SourceError, open_source
+from ingest.sources import Source, SourceError, VideoSource, open_source
 
 log = logging.getLogger(__name__)
 CameraState = Literal["starting", "streaming", "reconnecting", "stopped", "failed"]
@@ -84,8 +85,10 @@ class CameraWorker:
         worker: str = "",
         max_frame_bytes: int = 900_000,
         on_exit: Callable[[CameraWorker], None] | None = None,
+        recorder: SegmentRecorder | None = None,
     ) -> None:
         self.plan = plan
+        self.recorder = recorder
         self.cfg = cfg
         self.publisher = publisher
         self.worker = worker
@@ -152,12 +155,18 @@ class CameraWorker:
         drops = dict(self.drops)
         if self._queue.dropped:
             drops["queue_full"] = self._queue.dropped
+        reason, rec = self.reason, self.recorder
+        extra: dict[str, float] = {}
+        if rec is not None:
+            extra = {"recording": 0.0 if rec.problem else 1.0, "segments": rec.segments}
+            if rec.problem:
+                reason = f"{reason}; recording stopped: {rec.problem}".lstrip("; ")
         return StatusUpdate(
             component="camera",
             id=self.plan.camera_id,
             worker=self.worker,
             state=self.state,
-            reason=self.reason,
+            reason=reason,
             source_session=self.session,
             fps_in=fps_in,
             fps_out=fps_out,
@@ -170,6 +179,7 @@ class CameraWorker:
                 "reconnects": self.reconnects,
                 "queued": len(self._queue),
                 "gone_s": round(self.gone_s, 3),
+                **extra,
             },
         )
 
@@ -326,6 +336,10 @@ class CameraWorker:
         frames = 0
         last_at: float | None = None  # when the last frame was decoded
         counter = metrics.FRAMES_DECODED.labels(metrics.cam(plan.camera_id))
+        recorder = self.recorder if source.live and isinstance(source, VideoSource) else None
+        if recorder is not None and isinstance(source, VideoSource):
+            recorder.begin(source.stream, self.session)
+            source.on_packet = recorder.packet
         try:
             for d in source.frames():
                 if self._stop.is_set():
@@ -371,6 +385,8 @@ class CameraWorker:
         except SourceError as exc:
             return frames, exc
         finally:
+            if recorder is not None:
+                recorder.end()  # the segment closes cleanly: the outage shows as a gap, not a broken file
             source.close()
             if source.live and last_at is not None:
                 self._gone_since = last_at  # until the next session's first frame, frames are missed

@@ -17,7 +17,7 @@ from typing import Any, cast
 from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
-from bus.contracts import ControlMessage, Envelope, ObjectEvent, StatusUpdate, Summary
+from bus.contracts import ControlMessage, Envelope, ObjectEvent, RecordedSegment, StatusUpdate, Summary
 from bus.kafka import (
     PoisonMessage,
     Producer,
@@ -69,6 +69,7 @@ class SinkWorker:
             topics.summaries: Summary,
             topics.status: StatusUpdate,
             topics.control: ControlMessage,
+            topics.recordings: RecordedSegment,
         }
 
     def step(self, stop: threading.Event, timeout_ms: int = 500) -> int:
@@ -175,10 +176,15 @@ def run(settings: Settings, stop: threading.Event) -> int:
     ensure_topics(bootstrap, topics.all(), settings.bus.partitions, settings.bus.replication)
     worker = worker_id("sink")
     store = Store(settings.store_url)
+    from sinks.search import open_search
+
+    store.search = open_search(store.engine, settings.search)
+    if store.search is not None:  # a store from before search, or rows a crash left unindexed
+        log.info("search index: %d rows backfilled", store.search.backfill())
     producer = Producer(bootstrap, client_id=worker)
     consumer = make_consumer(
         bootstrap,
-        [topics.detections, topics.summaries, topics.status, topics.control],
+        [topics.detections, topics.summaries, topics.status, topics.control, topics.recordings],
         settings.store.group_id,
         client_id=worker,
     )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, or_, select, text
 from sqlalchemy.engine import Engine
@@ -22,6 +22,7 @@ from bus.contracts import (
     ControlMessage,
     ObjectEvent,
     QuerySpec,
+    RecordedSegment,
     StatusUpdate,
     Summary,
 )
@@ -29,8 +30,12 @@ from bus.redact import redact_text, redact_url
 from sinks import tables as t
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
+from sinks.recordings import write_segment
 
-Message = ObjectEvent | Summary | StatusUpdate | ControlMessage
+if TYPE_CHECKING:
+    from sinks.search import SearchIndex
+
+Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment
 
 
 MAX_SEQ = 2**63 - 1  # the events table's BIGINT
@@ -77,6 +82,7 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine: Engine = create_engine(url)
+        self.search: SearchIndex | None = None  # set by the sink: what it stores is indexed too
         if migrate:
             from sinks.migrate import upgrade
 
@@ -103,7 +109,13 @@ class Store:
                     self._status(conn, msg)
                 elif isinstance(msg, Summary) and self._summary(conn, msg):
                     fresh.append(msg)
+                elif isinstance(msg, RecordedSegment):
+                    write_segment(self.engine, conn, msg)  # an index row, not news: never sent outbound
             fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
+        if self.search is not None and fresh:
+            # After the commit: a slow embedder never holds the write lock. A crash in between leaves
+            # rows unindexed, which the next start-up's backfill finds.
+            self.search.index_messages(fresh)
         return fresh
 
     def _summary(self, conn: Connection, s: Summary) -> bool:
