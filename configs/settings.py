@@ -84,6 +84,12 @@ class IngestConfig(_Section):
         le=300.0,
         description="an ingest process the broker has not heard from this long loses its cameras",
     )
+    drain_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="live or stopped cameras: how long frames still queued may take to publish before "
+        "end-of-stream; a file played to its end waits for its consumer however long it takes",
+    )
 
 
 class TrackingConfig(_Section):
@@ -185,6 +191,15 @@ class ApiConfig(_Section):
         description="tokens (in + out) /api/ask may spend per ask_budget_period_s; null = no cap",
     )
     ask_budget_period_s: float = Field(86400.0, gt=0)
+    max_concurrency: int = Field(
+        512, ge=1, description="requests in flight at once; /healthz, /readyz, /metrics are not counted"
+    )
+    sse_max_streams: int = Field(256, ge=1, description="open event streams, all callers together")
+    sse_max_streams_per_key: int = Field(32, ge=1, description="open event streams per API key")
+    sse_max_streams_per_client: int = Field(64, ge=1, description="open event streams per client address")
+    sse_max_lifetime_s: float = Field(
+        3600.0, gt=0, le=86400, description="a stream ends after this long; EventSource resumes it"
+    )
 
 
 class RecordingConfig(_Section):
