@@ -18,7 +18,7 @@ from bus.topics import Topics
 from configs import Settings
 from dashboard import api_ask, api_entities, api_events, api_search, api_views, health, live
 from dashboard.auth import check_exposure
-from dashboard.limits import BodyLimit, RateLimiter, TokenBudget
+from dashboard.limits import BodyLimit, ConcurrencyLimit, RateLimiter, StreamSlots, TokenBudget
 from dashboard.state import AppState
 from sinks.store import Store
 
@@ -35,6 +35,11 @@ def create_app(settings: Settings) -> FastAPI:
         topics=Topics.from_config(settings.bus),
         ask_limiter=RateLimiter(settings.api.ask_per_minute),
         ask_budget=TokenBudget(settings.api.ask_token_budget, settings.api.ask_budget_period_s),
+        streams=StreamSlots(
+            settings.api.sse_max_streams,
+            settings.api.sse_max_streams_per_key,
+            settings.api.sse_max_streams_per_client,
+        ),
     )
 
     @asynccontextmanager
@@ -60,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(OperationalError, _store_down)
     app.middleware("http")(_observe)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(ConcurrencyLimit, max_requests=settings.api.max_concurrency)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 from bus.contracts import ControlMessage
 from bus.topics import Topics
 from configs import Settings
-from dashboard.limits import RateLimiter, TokenBudget
+from dashboard.limits import RateLimiter, StreamSlots, TokenBudget
 from sinks.store import Store
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ class AppState:
     topics: Topics
     ask_limiter: RateLimiter
     ask_budget: TokenBudget
+    streams: StreamSlots
     _producer: Any = None
     _engine: VisionEngine | None = None
     _search: SearchIndex | None = None

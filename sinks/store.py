@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from sinks.search import SearchIndex
 
 Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment
+
+
+MAX_SEQ = 2**63 - 1  # the events table's BIGINT
 
 
 class BadCursor(ValueError):
@@ -308,6 +312,10 @@ def _decode_cursor(cursor: str) -> tuple[float, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts, seq = json.loads(raw)
-        return float(ts), int(seq)
+        ts = float(ts)
     except (ValueError, TypeError) as exc:
         raise BadCursor("cursor is not one this API returned") from exc
+    # Bounded before it reaches SQL: 1e30 overflowed the driver's integer (a 500), NaN compares false.
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ or not math.isfinite(ts) or abs(ts) > 1e11:
+        raise BadCursor("cursor is not one this API returned")
+    return ts, seq
