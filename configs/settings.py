@@ -171,6 +171,15 @@ class ApiConfig(_Section):
     ask_budget_period_s: float = Field(86400.0, gt=0)
 
 
+class RulesConfig(_Section):
+    """`sightline rules`: zones, lines and rules over tracked objects → alerts."""
+
+    group_id: str = "sightline-rules"
+    file: str | None = Field(
+        None, description="a rules file (zones, lines, rules; YAML); the control topic adds to it"
+    )
+
+
 class DemoConfig(_Section):
     sample_camera: bool = True
     camera_id: str = "sample"
@@ -193,6 +202,7 @@ class Settings(BaseSettings):
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
     demo: DemoConfig = DemoConfig()
+    rules: RulesConfig = RulesConfig()
 
     @classmethod
     def settings_customise_sources(

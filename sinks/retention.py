@@ -35,6 +35,7 @@ def prune_rows(store: Store, cutoff: float) -> dict[str, int]:
         (t.tracks, t.tracks.c.last_ts),
         (t.summaries, t.summaries.c.end_ts),
         (t.status, t.status.c.ts),
+        (t.alerts, t.alerts.c.ts),
     )
     out = {}
     with store.engine.begin() as conn:

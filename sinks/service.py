@@ -17,7 +17,7 @@ from typing import Any, cast
 from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
-from bus.contracts import ControlMessage, Envelope, ObjectEvent, StatusUpdate, Summary
+from bus.contracts import Alert, ControlMessage, Envelope, ObjectEvent, StatusUpdate, Summary
 from bus.kafka import (
     PoisonMessage,
     Producer,
@@ -66,6 +66,7 @@ class SinkWorker:
             topics.summaries: Summary,
             topics.status: StatusUpdate,
             topics.control: ControlMessage,
+            topics.alerts: Alert,
         }
 
     def step(self, stop: threading.Event, timeout_ms: int = 500) -> int:
@@ -171,7 +172,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
     producer = Producer(bootstrap, client_id=worker)
     consumer = make_consumer(
         bootstrap,
-        [topics.detections, topics.summaries, topics.status, topics.control],
+        [topics.detections, topics.summaries, topics.status, topics.control, topics.alerts],
         settings.store.group_id,
         client_id=worker,
     )

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Select, and_, delete, func, or_, select, text
 from sqlalchemy.engine import Engine
 
 from bus.contracts import (
+    Alert,
     CameraSpec,
     ControlMessage,
     ObjectEvent,
@@ -26,10 +27,11 @@ from bus.contracts import (
 )
 from bus.redact import redact_text
 from sinks import tables as t
+from sinks.alerts import put_rule_object, write_alerts
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
 
-Message = ObjectEvent | Summary | StatusUpdate | ControlMessage
+Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | Alert
 
 
 class BadCursor(ValueError):
@@ -100,6 +102,7 @@ class Store:
                 elif isinstance(msg, Summary) and self._summary(conn, msg):
                     fresh.append(msg)
             fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
+            fresh += write_alerts(self.engine, conn, [m for m in batch if isinstance(m, Alert)])
         return fresh
 
     def _summary(self, conn: Connection, s: Summary) -> bool:
@@ -134,6 +137,9 @@ class Store:
         )
 
     def _control(self, conn: Connection, m: ControlMessage) -> None:
+        if m.kind in ("zone", "line", "rule"):
+            put_rule_object(self.engine, conn, m)
+            return
         if m.op == "delete":
             table = t.cameras if m.kind == "camera" else t.queries
             conn.execute(delete(table).where(table.c.id == m.id))
@@ -245,7 +251,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         out = {}
         with self.engine.connect() as conn:
-            for table in (t.cameras, t.queries, t.events, t.tracks, t.summaries, t.status):
+            for table in (t.cameras, t.queries, t.events, t.tracks, t.summaries, t.status, t.alerts):
                 out[table.name] = int(conn.execute(select(func.count()).select_from(table)).scalar() or 0)
         return out
 
