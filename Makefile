@@ -3,11 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Debian packages: vtest.avi sample video; RTSP test server (GStreamer); headless Chromium; compose validation.
+# Debian packages: vtest.avi sample video; RTSP test server (GStreamer); headless Chromium; compose validation;
+# promtool (prometheus) to lint every process's /metrics.
 DEMO_DEBS := opencv-doc
 TEST_DEBS := opencv-doc chromium python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
-	gstreamer1.0-libav gstreamer1.0-tools docker-compose
+	gstreamer1.0-libav gstreamer1.0-tools docker-compose prometheus
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck unit broker e2e audit audit-strict install install-dev debs-demo debs-test clean

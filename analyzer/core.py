@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from analyzer import metrics
 from analyzer.events import object_events
 from analyzer.snapshots import SnapshotWriter
 from analyzer.tracking import Detection, Tracker, TrackEvent
@@ -101,12 +103,14 @@ class FrameProcessor:
     async def process(self, meta: FrameMeta, jpeg: bytes, offset: int = -1) -> Outputs:
         out = Outputs()
         self.counters["frames"] += 1
+        metrics.frame(meta.camera_id)
         queries = self.control.queries_for(meta.camera_id)
         if not queries:
             self.counters["frames_without_query"] += 1
+            metrics.skipped(meta.camera_id, "no_query")
             return out
         if self._stale(meta):
-            self.counters["skipped_lag"] += 1
+            self._skip("lag", meta.camera_id)
             for q in queries:  # time still passes for the tracks
                 if q.kind == "grounding":
                     out.events += self._events(
@@ -123,7 +127,7 @@ class FrameProcessor:
                 for window in held + self._windower(q, meta).add(meta, jpeg, offset):
                     tasks.append(self._summarize(q, meta.camera_id, window))
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
-                self.counters["skipped_already_processed"] += 1
+                self._skip("already_processed", meta.camera_id)
             elif self._due(q, meta, self.last_call):
                 call = self._ahead.pop(((meta.camera_id, q.id), meta.source_session, meta.frame_id), None)
                 if call is None:
@@ -131,7 +135,7 @@ class FrameProcessor:
                     call = asyncio.ensure_future(self._call(q, frame))
                 tasks.append(self._ground(q, meta, call, jpeg))
             else:
-                self.counters["skipped_interval"] += 1
+                self._skip("interval", meta.camera_id)
                 tracker = self.tracker((meta.camera_id, q.id))
                 out.events += self._events(q, meta, tracker.expire(meta.pts_s, meta.frame_id, meta.wall_ts))
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -144,6 +148,10 @@ class FrameProcessor:
         if failure is not None:
             raise failure
         return out
+
+    def _skip(self, reason: str, camera_id: str) -> None:
+        self.counters[f"skipped_{reason}"] += 1
+        metrics.skipped(camera_id, reason)
 
     def _stale(self, meta: FrameMeta) -> bool:
         age = (utcnow() - meta.wall_ts).total_seconds()
@@ -186,8 +194,16 @@ class FrameProcessor:
         self._ahead.clear()
 
     async def _call(self, q: QuerySpec, frame: Frame) -> Grounding:
+        cam = frame.camera_id or ""
         async with self._sem:
-            [g] = await self.engine.ground([frame], q.text, thinking=q.thinking)
+            started = time.perf_counter()
+            try:
+                [g] = await self.engine.ground([frame], q.text, thinking=q.thinking)
+            except EngineError as exc:
+                outcome = "refused" if isinstance(exc, UnsupportedQuery) else "error"
+                metrics.call(cam, q.id, "ground", outcome, time.perf_counter() - started, None)
+                raise
+        metrics.call(cam, q.id, "ground", "ok", time.perf_counter() - started, g.usage)
         return g
 
     async def _ground(
@@ -214,7 +230,7 @@ class FrameProcessor:
         self.last_call[key] = (meta.source_session, meta.pts_s)
         self.cursors[key] = Cursor(meta.source_session, meta.frame_id)
         if not g.boxes and g.unreadable:  # garbled, which is not "nothing there"
-            self.counters["skipped_unreadable"] += 1  # asking again would give the same: skip, counted
+            self._skip("unreadable", meta.camera_id)  # asking again would give the same: skip, counted
             expired = self.tracker(key).expire(meta.pts_s, meta.frame_id, meta.wall_ts)
             return Outputs(events=self._events(q, meta, expired))
         sx, sy = meta.width / meta.encoded_width, meta.height / meta.encoded_height
@@ -280,10 +296,13 @@ class FrameProcessor:
             ),
             camera_id=camera_id,
         )
+        started = time.perf_counter()
         try:
             async with self._sem:
+                started = time.perf_counter()  # the wait for a slot is not the engine's latency
                 r = await self.engine.summarize(clip, q.text, thinking=q.thinking)
         except EngineError as exc:
+            metrics.call(camera_id, q.id, "summarize", "error", time.perf_counter() - started, None)
             self.counters["engine_errors"] += 1
             log.warning("summary failed: %s", exc, extra={"query_id": q.id, "camera_id": camera_id})
             if exc.retryable:  # the window is closed: keep it to summarize when the frame is retried
@@ -291,6 +310,7 @@ class FrameProcessor:
                 raise EngineUnavailable(str(exc)) from exc
             return Outputs()
         self.counters["summaries"] += 1
+        metrics.call(camera_id, q.id, "summarize", "ok", time.perf_counter() - started, r.usage)
         ws, we = window.start_s, window.end_s
         segs = tuple(
             Segment(

@@ -21,6 +21,7 @@ from kafka import ConsumerRebalanceListener
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from analyzer import metrics
 from analyzer.core import EngineUnavailable, FrameProcessor, Outputs
 from analyzer.intake import check_frame
 from analyzer.snapshots import SnapshotWriter
@@ -31,6 +32,7 @@ from bus.kafka import (
     PoisonMessage,
     Producer,
     commit_offsets,
+    consumer_lag,
     dead_letter,
     decode_end_of_stream,
     decode_frame,
@@ -38,9 +40,11 @@ from bus.kafka import (
     make_consumer,
     poll,
 )
+from bus.redact import install_log_redaction
 from bus.topics import Topics
 from configs.settings import Settings
 from glm45v_engine import load_engine
+from lifecycle.metrics import set_consumer_lag
 from lifecycle.process import require_bootstrap, worker_id
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.control = ControlState()
         self.control_inbox: queue.Queue[ControlMessage] = queue.Queue()
         self.engine = load_engine(settings.engine)
+        metrics.ENGINE.engine = self.engine
         self.processor = FrameProcessor(
             self.engine, settings.analyzer, self.control, snapshots=SnapshotWriter(settings.data_dir)
         )
@@ -101,6 +106,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                 )
                 if records:
                     self.loop.run_until_complete(self._handle(records))
+                set_consumer_lag(self.settings.analyzer.group_id, consumer_lag(self.consumer))
                 self._maybe_status()
             return 0
         except Exception as exc:
@@ -181,6 +187,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         except PoisonMessage as exc:
             dead_letter(self.producer, self.topics.deadletter, r, str(exc), self.worker)
             self.processor.counters["dead_lettered"] += 1
+            metrics.DEAD_LETTERED.inc()
             return Outputs()
         if eos is not None:
             touched[eos.camera_id] = r.partition
@@ -192,8 +199,10 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
     def _produce(self, out: Outputs, touched: dict[str, int]) -> None:
         for e in out.events:
             self.producer.send(self.topics.detections, e.camera_id, e)
+            metrics.event(e.camera_id, e.query_id, e.phase)
         for s in out.summaries:
             self.producer.send(self.topics.summaries, s.camera_id, s)
+            metrics.summary(s.camera_id, s.query_id)
         for cam, partition in touched.items():
             checkpoints.write(
                 self.producer, self.topics.analyzer_state, partition, cam, self.processor.camera_state(cam)
@@ -263,4 +272,5 @@ def _peek_frame(r: ConsumerRecord, max_bytes: int) -> tuple[FrameMeta, bytes] | 
 
 
 def run(settings: Settings, stop: threading.Event) -> int:
+    install_log_redaction()
     return AnalyzerWorker(settings, stop).run()

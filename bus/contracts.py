@@ -18,6 +18,7 @@ from bus.fields import EntityId, Text
 from bus.rulespec import LineSpec, RuleSpec, ZoneSpec
 
 BBox = tuple[float, float, float, float]
+RecordMode = Literal["off", "continuous", "events"]
 
 # Fixed namespace so ids are the same on every machine and in every run.
 ID_NAMESPACE = uuid.UUID("6f1d9c2e-5b7a-4e0f-9a43-2c8d7e15b0a1")
@@ -164,6 +165,9 @@ class CameraSpec(Envelope):
     realtime: bool | None = Field(None, description="files: pace like a live camera")
     loop: bool = Field(False, description="files: start again at the end")
     keyframes_only: bool | None = None
+    record: RecordMode | None = Field(
+        None, description="live cameras: off, continuous or events (default: recording.mode)"
+    )
 
 
 class QuerySpec(Envelope):
@@ -231,6 +235,31 @@ class EndOfStream(Envelope):
     ts: datetime = Field(default_factory=utcnow)
 
 
+class RecordedSegment(Envelope):
+    """A closed recording segment (ingest → recordings topic → the sink's segment index).
+
+    The file lives at `data_dir/recordings/<path>`; `path` is relative and checked again where
+    it is opened. Media times are the segment file's own (its first packet is at 0);
+    `start_ts` is the wall-clock time of that first packet, so wall = start_ts + media time.
+    """
+
+    SCHEMA: ClassVar[str] = "sightline.segment/1"
+
+    segment_id: str
+    camera_id: EntityId
+    source_session: str
+    seq: int = Field(ge=0, description="n-th segment of the session")
+    path: str = Field(max_length=512, pattern=r"^[A-Za-z0-9_.\-/]+\.mp4$")
+    mode: Literal["continuous", "events"]
+    start_ts: datetime
+    end_ts: datetime
+    source_start_s: float = Field(description="media time of the first packet in the source stream")
+    duration_s: float = Field(ge=0)
+    frames: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    complete: bool = Field(True, description="false: closed after a write error; may be cut short")
+
+
 class DeadLetter(Envelope):
     SCHEMA: ClassVar[str] = "sightline.deadletter/1"
 
@@ -281,6 +310,7 @@ ALL_CONTRACTS: tuple[type[Envelope], ...] = (
     QuerySpec,
     ControlMessage,
     EndOfStream,
+    RecordedSegment,
     DeadLetter,
     Alert,
 )

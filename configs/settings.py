@@ -180,6 +180,46 @@ class RulesConfig(_Section):
     )
 
 
+class RecordingConfig(_Section):
+    """Recording live cameras into segments (ingest) and their retention (sink); clips (API)."""
+
+    mode: Literal["off", "continuous", "events"] = Field(
+        "off", description="default for cameras whose registration does not say (`record`)"
+    )
+    segment_s: float = Field(
+        10.0, ge=1, le=600, description="a segment ends at the first keyframe after this"
+    )
+    pre_s: float = Field(5.0, ge=0, le=600, description="`events` mode keeps this much before an event")
+    post_s: float = Field(5.0, ge=0, le=600, description="`events` mode keeps this much after an event")
+    settle_s: float = Field(
+        60.0, ge=0, description="`events` mode: a segment is judged only when it ended this long ago"
+    )
+    max_age_days: float = Field(7.0, gt=0)
+    max_bytes: int = Field(50_000_000_000, ge=0, description="all cameras together; oldest segments go first")
+    camera_max_bytes: int | None = Field(None, ge=0, description="per camera; null = only the overall cap")
+    min_free_bytes: int = Field(
+        500_000_000, ge=0, description="below this much free disk, recording stops (frames keep flowing)"
+    )
+    max_clip_s: float = Field(300.0, gt=0, description="longest clip the API cuts")
+    gap_tolerance_s: float = Field(1.0, gt=0, description="a hole longer than this between segments is a gap")
+
+
+class MetricsConfig(_Section):
+    """Each pipeline process's own Prometheus endpoint (`lifecycle.metrics`); the API has its own."""
+
+    enabled: bool = Field(False, description="serve /metrics from ingest, analyzer and sink processes")
+    host: str = Field("127.0.0.1", description="address the metrics endpoints bind (0.0.0.0 in compose)")
+    ingest_port: int = Field(9401, ge=0, le=65535, description="0 picks a free port (logged)")
+    analyzer_port: int = Field(9402, ge=0, le=65535)
+    sink_port: int = Field(9403, ge=0, le=65535)
+    max_cameras: int = Field(
+        64, ge=1, le=100_000, description="camera_id label values per process; later cameras share `_other`"
+    )
+    max_queries: int = Field(
+        16, ge=1, le=10_000, description="query_id label values per process; later queries share `_other`"
+    )
+
+
 class DemoConfig(_Section):
     sample_camera: bool = True
     camera_id: str = "sample"
@@ -201,8 +241,10 @@ class Settings(BaseSettings):
     analyzer: AnalyzerConfig = AnalyzerConfig()
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
+    recording: RecordingConfig = RecordingConfig()
     demo: DemoConfig = DemoConfig()
     rules: RulesConfig = RulesConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @classmethod
     def settings_customise_sources(

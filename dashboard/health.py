@@ -74,7 +74,7 @@ async def readyz(state: Annotated[AppState, Depends(get_state)]) -> JSONResponse
 
 
 class StoreCollector:
-    """Scrape-time gauges from the store: row counts and every component's latest status."""
+    """Scrape-time gauges from the store: row counts and every component's latest reported state."""
 
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -92,11 +92,6 @@ class StoreCollector:
         drops = GaugeMetricFamily(
             "sightline_drops", "Dropped items by reason", labels=["component", "id", "reason"]
         )
-        counters = GaugeMetricFamily(
-            "sightline_component_counter",
-            "Counters reported on the status topic",
-            labels=["component", "id", "name"],
-        )
         up = GaugeMetricFamily(
             "sightline_component_up",
             "1 when the component's last state is healthy",
@@ -109,10 +104,11 @@ class StoreCollector:
             lag.add_metric(key, s.get("lag_s", 0.0))
             for reason, n in (s.get("drops") or {}).items():
                 drops.add_metric([*key, reason], n)
-            for name, value in (s.get("counters") or {}).items():
-                counters.add_metric([*key, name], value)
             up.add_metric([*key, s["state"]], 1.0 if s["state"] in ("streaming", "running") else 0.0)
-        yield from (fps_in, fps_out, lag, drops, counters, up)
+        yield from (fps_in, fps_out, lag, drops, up)
+        # Each process's own counters (engine calls, tokens, cost, events, lag) are on its own
+        # /metrics (`lifecycle.metrics`); re-exporting the status topic's counters here as one
+        # generic gauge family hid their types and units.
 
 
 class Metrics:

@@ -75,6 +75,7 @@ def topic_configs(settings: Settings, retention: Retention) -> dict[str, dict[st
         t.analyzer_state: {"cleanup.policy": "compact,delete", "retention.ms": events_ms},
         t.alerts: {"cleanup.policy": "delete", "retention.ms": events_ms},
         t.rules_state: {"cleanup.policy": "compact,delete", "retention.ms": events_ms},
+        t.recordings: {"cleanup.policy": "delete", "retention.ms": events_ms},
         t.deadletter: {
             "cleanup.policy": "delete",
             "retention.ms": str(int(retention.deadletter_days * DAY_MS)),

@@ -170,11 +170,23 @@ def _think(thinking: bool | None) -> dict[str, bool]:
 
 
 def _usage_json(u: Usage) -> dict[str, Any]:
-    return {"tokens_in": u.tokens_in, "tokens_out": u.tokens_out, "cost": u.cost, "estimated": u.estimated}
+    return {
+        "tokens_in": u.tokens_in,
+        "tokens_out": u.tokens_out,
+        "cost": u.cost,
+        "estimated": u.estimated,
+        "expected_in": u.expected_in,
+    }
 
 
 def _usage(d: dict[str, Any]) -> Usage:
-    return Usage(int(d["tokens_in"]), int(d["tokens_out"]), float(d["cost"]), bool(d.get("estimated", False)))
+    return Usage(
+        int(d["tokens_in"]),
+        int(d["tokens_out"]),
+        float(d["cost"]),
+        bool(d.get("estimated", False)),
+        int(d.get("expected_in", 0)),  # cassettes recorded before the expectation was kept
+    )
 
 
 def _boxes_json(boxes: Sequence[Box]) -> list[dict[str, Any]]:

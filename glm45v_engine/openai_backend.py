@@ -99,8 +99,12 @@ class OpenAIEngine:
         frames = list(media_in.frames if isinstance(media_in, Clip) else media_in)
         if not frames:
             raise EngineError("ask needs at least one frame", engine=self.name)
-        parts = self._frame_parts(media.subsample(frames, self.cfg.max_clip_frames), captions=len(frames) > 1)
-        reply = await self._call_checked([*parts, _text(prompts.ask_prompt(prompt))], thinking)
+        parts, sizes = self._frame_parts(
+            media.subsample(frames, self.cfg.max_clip_frames), captions=len(frames) > 1
+        )
+        reply = await self._call_checked(
+            [*parts, _text(prompts.ask_prompt(prompt))], thinking, image_sizes=sizes
+        )
         parsed = parse_response(reply.content, image_size=frames[-1].size)
         return Answer(
             text=parsed.answer,
@@ -120,8 +124,9 @@ class OpenAIEngine:
     # --- requests -----------------------------------------------------------------------------
 
     async def _ground_one(self, frame: Frame, query: str, thinking: bool) -> Grounding:
-        parts = [*self._frame_parts([frame], captions=False), _text(prompts.grounding_prompt(query))]
-        reply = await self._call_checked(parts, thinking, camera_id=frame.camera_id)
+        parts, sizes = self._frame_parts([frame], captions=False)
+        parts.append(_text(prompts.grounding_prompt(query)))
+        reply = await self._call_checked(parts, thinking, image_sizes=sizes, camera_id=frame.camera_id)
         parsed = parse_response(reply.content, image_size=frame.size)
         boxes = tuple(Box(label=b.label or query, bbox=b.bbox, score=b.score) for b in parsed.boxes)
         return Grounding(
@@ -140,6 +145,9 @@ class OpenAIEngine:
             fps = media.clip_fps(frames)
             mp4 = await asyncio.to_thread(media.encode_mp4, frames, self.cfg.max_image_side, fps)
             duration = len(frames) / fps
+            # A video's frames are merged in temporal pairs: one pair costs what one image does.
+            size = media.fit_size(*frames[0].size, self.cfg.max_image_side)
+            sizes = [size] * ((len(frames) + 1) // 2)
             parts: list[dict[str, Any]] = [
                 {"type": "video_url", "video_url": {"url": media.data_url(mp4, "video/mp4")}},
                 _text(prompts.summary_prompt(prompt, 0.0, duration)),
@@ -147,10 +155,11 @@ class OpenAIEngine:
             offset = clip.start_s  # the model counts from the start of the video it saw
         else:
             ts = [f.pts_s or 0.0 for f in frames]
-            parts = [_text(prompts.frames_preamble(ts)), *self._frame_parts(frames, captions=True)]
+            framed, sizes = self._frame_parts(frames, captions=True)
+            parts = [_text(prompts.frames_preamble(ts)), *framed]
             parts.append(_text(prompts.summary_prompt(prompt, clip.start_s, clip.end_s)))
             offset = 0.0
-        reply = await self._call(parts, thinking, camera_id=clip.camera_id)
+        reply = await self._call(parts, thinking, image_sizes=sizes, camera_id=clip.camera_id)
         parsed = parse_summary(reply.content, reply.reasoning)
         segments = tuple(
             TimedSegment(s.start_s + offset, s.end_s + offset, s.description) for s in parsed.segments
@@ -164,14 +173,26 @@ class OpenAIEngine:
             latency_ms=reply.latency_ms,
         )
 
-    def _frame_parts(self, frames: Sequence[Frame], *, captions: bool) -> list[dict[str, Any]]:
+    def _frame_parts(
+        self, frames: Sequence[Frame], *, captions: bool
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+        """The image parts as sent, and the (w, h) of each image sent (for the token count)."""
         parts: list[dict[str, Any]] = []
+        sizes: list[tuple[int, int]] = []
         for f in frames:
-            jpeg, _ = media.frame_jpeg(f, self.cfg.max_image_side, self.cfg.jpeg_quality)
+            jpeg, size = media.frame_jpeg(f, self.cfg.max_image_side, self.cfg.jpeg_quality)
             if captions:
                 parts.append(_text(prompts.FRAME_CAPTION.format(t=f.pts_s or 0.0)))
             parts.append({"type": "image_url", "image_url": {"url": media.data_url(jpeg, "image/jpeg")}})
-        return parts
+            sizes.append(size)
+        return parts, sizes
+
+    @staticmethod
+    def expected_prompt_tokens(
+        parts: Sequence[dict[str, Any]], image_sizes: Sequence[tuple[int, int]]
+    ) -> int:
+        texts = [str(p.get("text", "")) for p in parts if p.get("type") == "text"]
+        return accounting.prompt_tokens(image_sizes, texts)
 
     def request_body(self, parts: list[dict[str, Any]], thinking: bool) -> dict[str, Any]:
         """The chat request exactly as sent; the thinking switch depends on the server flavor."""
@@ -190,19 +211,32 @@ class OpenAIEngine:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def _call_checked(self, parts: list[dict[str, Any]], thinking: bool, **ctx: Any) -> Reply:
+    async def _call_checked(
+        self,
+        parts: list[dict[str, Any]],
+        thinking: bool,
+        *,
+        image_sizes: Sequence[tuple[int, int]],
+        **ctx: Any,
+    ) -> Reply:
         try:
-            return await self._call(parts, thinking, **ctx)
+            return await self._call(parts, thinking, image_sizes=image_sizes, **ctx)
         except Refused as exc:
             raise EngineError(f"server refused the request ({exc.status}): {exc}", engine=self.name) from None
 
-    async def _call(self, parts: list[dict[str, Any]], thinking: bool, **ctx: Any) -> Reply:
+    async def _call(
+        self,
+        parts: list[dict[str, Any]],
+        thinking: bool,
+        *,
+        image_sizes: Sequence[tuple[int, int]],
+        **ctx: Any,
+    ) -> Reply:
         """One chat completion with retries; raises EngineError when giving up, Refused on a 4xx."""
         client, sem = self._resources()
         body = self.request_body(parts, thinking)
-        est_in = sum(accounting.estimate_text_tokens(p.get("text", "")) for p in parts) + 256 * sum(
-            1 for p in parts if p["type"] != "text"
-        )
+        # Known before the call is sent: exact visual tokens of the images as sent, text estimated.
+        est_in = self.expected_prompt_tokens(parts, image_sizes)
         last = "no attempt made"
         async with sem:
             for attempt in range(self.cfg.max_retries + 1):

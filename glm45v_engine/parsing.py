@@ -30,12 +30,16 @@ BOX_KEYS = ("bbox_2d", "bbox", "box_2d", "box", "bbox2d", "coordinates")
 
 _NUM = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _QUAD = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
+# Inside box tokens GLM-V's documentation allows any bracket style: [..], [[..]], (..), <..>.
+_ANY_QUAD = re.compile(rf"[\[(<]\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*[\])>]")
 _BOX_TOKENS = re.compile(r"<\|begin_of_box\|>(.*?)(?:<\|end_of_box\|>|$)", re.S)
 _KEYED_QUAD = re.compile(
     rf"[\"']?(?:{'|'.join(BOX_KEYS)})[\"']?\s*:\s*(\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\])",
     re.I,
 )
-_LABEL_IN_OBJ = re.compile(rf"[\"']?(?:{'|'.join(LABEL_KEYS)})[\"']?\s*:\s*\"((?:[^\"\\]|\\.)*)\"", re.I)
+_LABEL_IN_OBJ = re.compile(
+    rf"[\"']?(?:{'|'.join(LABEL_KEYS)})[\"']?\s*:\s*(?:\"((?:[^\"\\]|\\.)*)\"|'((?:[^'\\]|\\.)*)')", re.I
+)  # JSON's double quotes, or Python-style single quotes ({'label': 'person', ...})
 # Special tokens that may leak into decoded text (skip_special_tokens=False, or a raw server).
 _SPECIAL = re.compile(
     r"<\|(?:endoftext|user|assistant|system|observation|begin_of_image|end_of_image|begin_of_video|"
@@ -156,7 +160,7 @@ def _box_spans(answer: str) -> list[tuple[str | None, tuple[float, ...]]]:
                 found.extend(keyed)
                 continue
             label = _line_label(answer[: m.start()])
-            found.extend((label, q) for q in _quads(inner))
+            found.extend((label, q) for q in _quads(inner, _ANY_QUAD))
         return found
     keyed = _keyed(answer)
     if keyed:
@@ -176,15 +180,17 @@ def _keyed(text: str) -> list[tuple[str | None, tuple[float, ...]]]:
         stop = text.find("}", m.end())
         obj = text[start + 1 if start >= 0 else 0 : stop if stop >= 0 else len(text)]
         lm = _LABEL_IN_OBJ.search(obj)
-        label = _unescape(lm.group(1)) if lm else None
+        label = _unescape(lm.group(1)) if lm and lm.group(1) is not None else None
+        if lm and lm.group(2) is not None:
+            label = _unescape(lm.group(2).replace('"', '\\"').replace("\\'", "'"))
         q = _QUAD.match(m.group(1))
         if q:
             out.append((label or None, _floats(q)))
     return out
 
 
-def _quads(text: str) -> list[tuple[float, ...]]:
-    return [_floats(m) for m in _QUAD.finditer(text)]
+def _quads(text: str, pattern: re.Pattern[str] = _QUAD) -> list[tuple[float, ...]]:
+    return [_floats(m) for m in pattern.finditer(text)]
 
 
 def _floats(m: re.Match[str]) -> tuple[float, ...]:

@@ -94,6 +94,9 @@ class Usage:
     tokens_out: int = 0
     cost: float = 0.0
     estimated: bool = False  # counted locally because the server sent no `usage`
+    # Prompt tokens expected before the call was sent (exact visual tokens + estimated text),
+    # kept beside the reported `tokens_in` so a drift between the two shows up. 0 = not computed.
+    expected_in: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -101,6 +104,7 @@ class Usage:
             self.tokens_out + other.tokens_out,
             self.cost + other.cost,
             self.estimated or other.estimated,
+            self.expected_in + other.expected_in,
         )
 
 
@@ -156,6 +160,7 @@ class EngineStats:
     retries: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_in_expected: int = 0
     cost: float = 0.0
     latency_ms_total: float = 0.0
     by_error: dict[str, int] = field(default_factory=dict)
@@ -163,6 +168,7 @@ class EngineStats:
     def record(self, usage: Usage, latency_ms: float) -> None:
         self.calls += 1
         self.tokens_in += usage.tokens_in
+        self.tokens_in_expected += usage.expected_in
         self.tokens_out += usage.tokens_out
         self.cost += usage.cost
         self.latency_ms_total += latency_ms

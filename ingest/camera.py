@@ -28,8 +28,9 @@ from ingest.encode import FrameTooLarge, encode_jpeg
 from ingest.framequeue import FrameQueue
 from ingest.gating import Reason, make_gate
 from ingest.plan import CameraPlan
+from ingest.recorder import SegmentRecorder
 from ingest.sampling import Pacer, Sampler
-from ingest.sources import Source, SourceError, open_source
+from ingest.sources import Source, SourceError, VideoSource, open_source
 
 log = logging.getLogger(__name__)
 CameraState = Literal["starting", "streaming", "reconnecting", "stopped", "failed"]
@@ -84,8 +85,10 @@ class CameraWorker:
         worker: str = "",
         max_frame_bytes: int = 900_000,
         on_exit: Callable[[CameraWorker], None] | None = None,
+        recorder: SegmentRecorder | None = None,
     ) -> None:
         self.plan = plan
+        self.recorder = recorder
         self.cfg = cfg
         self.publisher = publisher
         self.worker = worker
@@ -144,20 +147,26 @@ class CameraWorker:
             fps_in, fps_out = (self.decoded - dec0) / dt, (self.published - pub0) / dt
             self._last_snap = (now, self.decoded, self.published)
         cid = self.plan.camera_id
-        metrics.FPS_IN.labels(cid).set(fps_in)
-        metrics.FPS_OUT.labels(cid).set(fps_out)
+        metrics.FPS_IN.labels(metrics.cam(cid)).set(fps_in)
+        metrics.FPS_OUT.labels(metrics.cam(cid)).set(fps_out)
         return self._update(fps_in=round(fps_in, 3), fps_out=round(fps_out, 3))
 
     def _update(self, fps_in: float = 0.0, fps_out: float = 0.0) -> StatusUpdate:
         drops = dict(self.drops)
         if self._queue.dropped:
             drops["queue_full"] = self._queue.dropped
+        reason, rec = self.reason, self.recorder
+        extra: dict[str, float] = {}
+        if rec is not None:
+            extra = {"recording": 0.0 if rec.problem else 1.0, "segments": rec.segments}
+            if rec.problem:
+                reason = f"{reason}; recording stopped: {rec.problem}".lstrip("; ")
         return StatusUpdate(
             component="camera",
             id=self.plan.camera_id,
             worker=self.worker,
             state=self.state,
-            reason=self.reason,
+            reason=reason,
             source_session=self.session,
             fps_in=fps_in,
             fps_out=fps_out,
@@ -170,6 +179,7 @@ class CameraWorker:
                 "reconnects": self.reconnects,
                 "queued": len(self._queue),
                 "gone_s": round(self.gone_s, 3),
+                **extra,
             },
         )
 
@@ -188,7 +198,7 @@ class CameraWorker:
 
     def _drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n
-        metrics.DROPS.labels(self.plan.camera_id, reason).inc(n)
+        metrics.DROPS.labels(metrics.cam(self.plan.camera_id), reason).inc(n)
 
     def _count_gap(self, source: Source) -> None:
         """A live source is back: count the sampled frames it would have given while it was gone."""
@@ -302,7 +312,7 @@ class CameraWorker:
     def _reconnect_wait(self, reason: str, backoff: Backoff) -> None:
         delay = backoff.next_delay()
         self.reconnects += 1
-        metrics.RECONNECTS.labels(self.plan.camera_id).inc()
+        metrics.RECONNECTS.labels(metrics.cam(self.plan.camera_id)).inc()
         self._set_state("reconnecting", f"{reason}; retry in {delay:.1f}s")
         self._stop.wait(delay)
 
@@ -325,7 +335,11 @@ class CameraWorker:
         pts0: float | None = None
         frames = 0
         last_at: float | None = None  # when the last frame was decoded
-        counter = metrics.FRAMES_DECODED.labels(plan.camera_id)
+        counter = metrics.FRAMES_DECODED.labels(metrics.cam(plan.camera_id))
+        recorder = self.recorder if source.live and isinstance(source, VideoSource) else None
+        if recorder is not None and isinstance(source, VideoSource):
+            recorder.begin(source.stream, self.session)
+            source.on_packet = recorder.packet
         try:
             for d in source.frames():
                 if self._stop.is_set():
@@ -344,7 +358,7 @@ class CameraWorker:
                 decision = gate.decide(d.frame, d.pts_s, keyframe_reason=plan.keyframes_only)
                 if not decision.publish:
                     self.gated += 1
-                    metrics.FRAMES_GATED.labels(plan.camera_id).inc()
+                    metrics.FRAMES_GATED.labels(metrics.cam(plan.camera_id)).inc()
                     continue
                 if pacer:
                     pacer.wait(d.pts_s)
@@ -371,6 +385,8 @@ class CameraWorker:
         except SourceError as exc:
             return frames, exc
         finally:
+            if recorder is not None:
+                recorder.end()  # the segment closes cleanly: the outage shows as a gap, not a broken file
             source.close()
             if source.live and last_at is not None:
                 self._gone_since = last_at  # until the next session's first frame, frames are missed
@@ -425,6 +441,6 @@ class CameraWorker:
             self.last_frame_id = item.index
         self.lag_s = time.monotonic() - item.queued_at
         cid = self.plan.camera_id
-        metrics.FRAMES_PUBLISHED.labels(cid).inc()
-        metrics.BYTES_PUBLISHED.labels(cid).inc(len(enc.jpeg))
-        metrics.LAG.labels(cid).set(self.lag_s)
+        metrics.FRAMES_PUBLISHED.labels(metrics.cam(cid)).inc()
+        metrics.BYTES_PUBLISHED.labels(metrics.cam(cid)).inc(len(enc.jpeg))
+        metrics.LAG.labels(metrics.cam(cid)).set(self.lag_s)

@@ -8,6 +8,7 @@ import time
 
 from bus.contracts import StatusUpdate
 from bus.kafka import Producer, ensure_topics, wait_for_broker
+from bus.redact import install_log_redaction
 from bus.topics import Topics
 from configs.settings import Settings
 from ingest.manager import CameraManager, KafkaFramePublisher
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 def run(settings: Settings, stop: threading.Event) -> int:
     bootstrap = require_bootstrap(settings)
+    install_log_redaction()  # camera URLs with passwords pass through this process's log lines
     wait_for_broker(bootstrap)
     topics = Topics.from_config(settings.bus)
     ensure_topics(bootstrap, topics.all(), settings.bus.partitions, settings.bus.replication)

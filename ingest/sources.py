@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,6 +73,8 @@ class VideoSource:
         self.nominal_fps = float(self.stream.average_rate or self.stream.guessed_rate or 0) or None
         self.last_progress = time.monotonic()
         self._stall_s = cfg.read_timeout_s * 2
+        # Recording (ingest.recorder): every video packet, after its frames were decoded.
+        self.on_packet: Callable[[Any], None] | None = None
 
     def frames(self) -> Iterator[Decoded]:
         """Decoded frames in decode order; raises SourceError on read errors and decode stalls.
@@ -102,6 +104,8 @@ class VideoSource:
                     index = packets - 1 if self.keyframes_only else decoded
                     yield Decoded(frame, pts_s, bool(frame.key_frame), index)
                     decoded += 1
+                if self.on_packet is not None:
+                    self.on_packet(packet)  # muxing rebases the packet's times, so it goes last
             listed = self.stream.frames or 0
             if self.src.kind == "file" and 0 < packets < listed:
                 # The index promised more (an MP4 with its moov in front, cut short): say so.

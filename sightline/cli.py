@@ -40,19 +40,35 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from None
 
 
+def start_process(settings: Settings, worker: str) -> None:
+    """What every Sightline process does first: private files, JSON logs, credentials masked in them."""
+    from bus.redact import install_log_redaction
+    from lifecycle.process import private_files, setup_logging
+
+    private_files(settings.data_dir)
+    setup_logging(settings.log_level, worker)
+    install_log_redaction()
+
+
 def _process(args: argparse.Namespace, kind: str, run: ProcessRun) -> int:
     """A process verb: settings, logging, stop-on-signal, then the package's run()."""
-    from lifecycle.process import setup_logging, stop_on_signals, worker_id
+    from lifecycle.metrics import serve as serve_metrics
+    from lifecycle.process import stop_on_signals, worker_id
 
     settings = _settings(args)
-    setup_logging(settings.log_level, worker_id(kind))
-    return int(run(settings, stop_on_signals()) or 0)
+    start_process(settings, worker_id(kind))
+    server = serve_metrics(settings.metrics, kind)  # off unless metrics.enabled
+    try:
+        return int(run(settings, stop_on_signals()) or 0)
+    finally:
+        if server is not None:
+            server.close()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from sightline.runtime import up
 
-    return up(_settings(args), sample=not args.no_sample)
+    return up(_settings(args), sample=not args.no_sample)  # up() starts itself as start_process does
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -83,10 +99,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from dashboard.server import serve
-    from lifecycle.process import setup_logging, worker_id
+    from lifecycle.process import worker_id
 
     settings = _settings(args)
-    setup_logging(settings.log_level, worker_id("api"))
+    start_process(settings, worker_id("api"))
     return serve(settings)
 
 

@@ -22,16 +22,18 @@ from bus.contracts import (
     ControlMessage,
     ObjectEvent,
     QuerySpec,
+    RecordedSegment,
     StatusUpdate,
     Summary,
 )
-from bus.redact import redact_text
+from bus.redact import redact_text, redact_url
 from sinks import tables as t
 from sinks.alerts import put_rule_object, write_alerts
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
+from sinks.recordings import write_segment
 
-Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | Alert
+Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment | Alert
 
 
 class BadCursor(ValueError):
@@ -101,6 +103,8 @@ class Store:
                     self._status(conn, msg)
                 elif isinstance(msg, Summary) and self._summary(conn, msg):
                     fresh.append(msg)
+                elif isinstance(msg, RecordedSegment):
+                    write_segment(self.engine, conn, msg)  # an index row, not news: never sent outbound
             fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
             fresh += write_alerts(self.engine, conn, [m for m in batch if isinstance(m, Alert)])
         return fresh
@@ -149,6 +153,9 @@ class Store:
             self._put_query(conn, m.query, epoch(m.ts))
 
     def _put_camera(self, conn: Connection, cam: CameraSpec, ts: float) -> None:
+        # Only the masked URL is kept: database backups must not hold camera passwords. The
+        # control topic is the one place with the real URL (docs/deploy.md: treat it as a secret).
+        cam = cam.model_copy(update={"url": redact_url(cam.url)})
         ins = insert_for(self.engine, t.cameras)
         row = ins.values(id=cam.id, spec=cam.to_json().decode(), enabled=cam.enabled, updated_at=ts)
         x = ins.excluded

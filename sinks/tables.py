@@ -29,7 +29,12 @@ cameras = Table(
     "cameras",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("spec", Text, nullable=False, doc="CameraSpec JSON with the real URL; redacted on the way out"),
+    Column(
+        "spec",
+        Text,
+        nullable=False,
+        doc="CameraSpec JSON with the URL masked (bus.redact): the store never holds camera passwords",
+    ),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("updated_at", Float, nullable=False),
 )
@@ -136,3 +141,22 @@ rule_objects = Table(
     Column("spec", Text, nullable=False, doc="ZoneSpec / LineSpec / RuleSpec JSON"),
     Column("updated_at", Float, nullable=False),
 )
+segments = Table(
+    "segments",
+    metadata,
+    Column("segment_id", String(64), primary_key=True),
+    Column("camera_id", String(64), nullable=False),
+    Column("source_session", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("path", String(512), nullable=False, doc="relative to data_dir/recordings; checked when opened"),
+    Column("mode", String(16), nullable=False, doc="continuous | events (what retention does with it)"),
+    Column("start_ts", Float, nullable=False, doc="wall time of the first packet, epoch seconds"),
+    Column("end_ts", Float, nullable=False),
+    Column("source_start_s", Float, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("frames", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("complete", Boolean, nullable=False),
+)
+Index("ix_segments_camera_time", segments.c.camera_id, segments.c.start_ts)
+Index("ix_segments_time", segments.c.start_ts)

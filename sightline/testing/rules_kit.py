@@ -46,7 +46,7 @@ def event(
     fid = frame if frame is not None else round(t * 100)
     return ObjectEvent(
         event_id=stable_id(camera, query, track, phase, fid),
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         camera_id=camera,
         query_id=query,
         query_text=query,
@@ -94,7 +94,9 @@ def linger(x: float, y: float, t_from: float, t_to: float) -> Path:
     return lambda t: (x, y) if t_from <= t <= t_to else None
 
 
-def scene(camera: str, n_tracks: int, fps: float = 1.0, *, seed: int = 0, session: str = "s1") -> list[ObjectEvent]:
+def scene(
+    camera: str, n_tracks: int, fps: float = 1.0, *, seed: int = 0, session: str = "s1"
+) -> list[ObjectEvent]:
     """A busy camera: walkers at several speeds crossing the fence both ways, some lingering at
     the gate; one camera's events in media-time order (ties by track)."""
     events: list[ObjectEvent] = []

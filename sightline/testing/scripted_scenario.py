@@ -13,13 +13,14 @@ import base64
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from analyzer.intake import jpeg_size
 from glm45v_engine.parsing import to_normalised
 from glm45v_engine.types import Image
 
@@ -108,6 +109,7 @@ class Media:
     images: list[tuple[float | None, Image]]  # (timestamp from the caption before it, pixels)
     videos: list[bytes]
     text: str
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (w, h) of each image, read from its header
 
 
 def read_media(body: dict[str, Any], decode: bool) -> Media:
@@ -129,6 +131,8 @@ def read_media(body: dict[str, Any], decode: bool) -> Media:
         elif kind == "image_url":
             data = _data_url_bytes(_url(part, "image_url"))
             img = _decode_image(data) if decode and data else None
+            size = jpeg_size(data) if data else None
+            media.sizes.append(size or (1, 1))
             media.images.append((last_ts, img if img is not None else np.zeros((1, 1, 3), np.uint8)))
             last_ts = None
         elif kind == "video_url":

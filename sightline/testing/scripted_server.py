@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from glm45v_engine.accounting import estimate_image_tokens, estimate_text_tokens
+from glm45v_engine.accounting import estimate_text_tokens, prompt_tokens
 from sightline.testing.scripted_scenario import (
     Media,
     Scenario,
@@ -171,9 +171,8 @@ async def _answer(state: ScriptState, body: dict[str, Any], headers: dict[str, s
             content = f"<think>{thinking}</think>{answer}"
         else:
             extra[sc.reasoning] = thinking
-    tokens_in = estimate_text_tokens(media.text) + sum(
-        estimate_image_tokens(i.shape[1], i.shape[0]) for _, i in media.images
-    )
+    # What a GLM-4.5V server reports: the image processor's visual tokens, the text, the template.
+    tokens_in = prompt_tokens(media.sizes, [media.text])
     usage = {
         "prompt_tokens": tokens_in,
         "completion_tokens": estimate_text_tokens(content + (thinking or "")),

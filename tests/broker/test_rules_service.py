@@ -18,6 +18,7 @@ from rules.evaluator import Evaluator
 from sightline.testing.rules_kit import RULES_YAML, scene
 from sinks.alerts import AlertFilter, list_alerts
 from sinks.store import Store
+
 from stackkit import Stack, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -29,7 +30,9 @@ def _rules_file(tmp_path: Path) -> Path:
     data["zones"].append({**data["zones"][0], "id": "yard-gate", "camera": "yard"})
     data["lines"].append({**data["lines"][0], "id": "yard-fence", "camera": "yard"})
     data["rules"].append({"id": "yard-in", "query": "red", "when": {"cross": {"line": "yard-fence"}}})
-    data["rules"].append({"id": "yard-dwell", "query": "red", "when": {"dwell": {"zone": "yard-gate", "seconds": 10}}})
+    data["rules"].append(
+        {"id": "yard-dwell", "query": "red", "when": {"dwell": {"zone": "yard-gate", "seconds": 10}}}
+    )
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -49,7 +52,9 @@ def test_sigkill_of_the_rules_process_loses_no_alert_and_adds_none(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     rules_file = _rules_file(tmp_path)
-    events = sorted(scene("door", 14) + scene("yard", 12, seed=1), key=lambda e: (e.pts_s, e.camera_id, e.track_id))
+    events = sorted(
+        scene("door", 14) + scene("yard", 12, seed=1), key=lambda e: (e.pts_s, e.camera_id, e.track_id)
+    )
     expected = _expected(rules_file, events)
     assert len(expected) >= 30
     stack = Stack(

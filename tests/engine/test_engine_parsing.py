@@ -240,3 +240,52 @@ def test_summary_plain_text_and_reasoning_field() -> None:
 def test_summary_garbage_never_raises(bad: str | None) -> None:
     s = parse_summary(bad)
     assert s.segments == ()
+
+
+# --- bracket styles and Python-style JSON (GLM-V's documentation allows all of them) -----------
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        "[100,200,300,400]",
+        "[[100,200,300,400]]",
+        "(100,200,300,400)",
+        "<100, 200, 300, 400>",
+        "((100,200,300,400))",
+    ],
+)
+def test_every_bracket_style_inside_box_tokens(inner: str) -> None:
+    r = parse_response(f"person: <|begin_of_box|>{inner}<|end_of_box|>", (W, H))
+    assert [b.bbox for b in r.boxes] == [px(100, 200, 300, 400)]
+    assert not r.unreadable
+
+
+def test_two_round_bracket_boxes_in_one_span() -> None:
+    r = parse_response("<|begin_of_box|>(100,200,300,400), (500,500,600,700)<|end_of_box|>", (W, H))
+    assert [b.bbox for b in r.boxes] == [px(100, 200, 300, 400), px(500, 500, 600, 700)]
+
+
+def test_python_style_single_quoted_json_keeps_labels() -> None:
+    text = (
+        "[{'label': 'person in red', 'bbox_2d': [100, 200, 300, 400]}, "
+        "{'label': 'dog', 'bbox_2d': [1, 2, 300, 400]}]"
+    )
+    r = parse_response(text, (W, H))
+    assert [(b.label, b.bbox) for b in r.boxes] == [
+        ("person in red", px(100, 200, 300, 400)),
+        ("dog", px(1, 2, 300, 400)),
+    ]
+
+
+def test_python_style_json_inside_box_tokens() -> None:
+    r = parse_response(
+        "<|begin_of_box|>{'label': 'car', 'bbox_2d': [10, 20, 300, 400]}<|end_of_box|>", (W, H)
+    )
+    assert [(b.label, b.bbox) for b in r.boxes] == [("car", px(10, 20, 300, 400))]
+
+
+def test_round_brackets_outside_box_tokens_stay_prose() -> None:
+    # "(1, 2, 3, 4)" in free text is not markup; only box tokens widen the bracket styles
+    r = parse_response("Counts per hour (1, 2, 3, 4) were low.", (W, H))
+    assert r.boxes == () and not r.unreadable

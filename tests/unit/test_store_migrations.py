@@ -13,7 +13,10 @@ from sinks.migrate import downgrade, upgrade
 from sinks.store import Store
 from sinks.tables import metadata
 
-TABLES = {"cameras", "queries", "events", "tracks", "summaries", "status"}
+TABLES = {"cameras", "queries", "events", "tracks", "summaries", "status", "segments"} | {
+    "alerts",
+    "rule_objects",
+}
 
 
 def test_migrated_schema_matches_the_tables_module(store: Store) -> None:  # noqa: F811
