@@ -197,6 +197,9 @@ class QuerySpec(Envelope):
     )
     thinking: bool = False
     enabled: bool = True
+    describe: bool = Field(
+        False, description="grounding: one sentence per tracked object (an engine call per track, counted)"
+    )
 
     def applies_to(self, camera_id: str) -> bool:
         return self.enabled and ("*" in self.cameras or camera_id in self.cameras)
