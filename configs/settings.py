@@ -228,6 +228,15 @@ class ApiConfig(_Section):
     )
 
 
+class RulesConfig(_Section):
+    """`sightline rules`: zones, lines and rules over tracked objects → alerts."""
+
+    group_id: str = "sightline-rules"
+    file: str | None = Field(
+        None, description="a rules file (zones, lines, rules; YAML); the control topic adds to it"
+    )
+
+
 class RecordingConfig(_Section):
     """Recording live cameras into segments (ingest) and their retention (sink); clips (API)."""
 
@@ -291,6 +300,7 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     recording: RecordingConfig = RecordingConfig()
     demo: DemoConfig = DemoConfig()
+    rules: RulesConfig = RulesConfig()
     search: SearchConfig = SearchConfig()
     metrics: MetricsConfig = MetricsConfig()
 
