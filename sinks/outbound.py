@@ -119,9 +119,16 @@ class Outbound:
         if cfg.webhook_urls:
             from sinks.webhooks import WebhookTarget
 
-            targets += [
-                WebhookTarget(url, cfg.webhook_secret, cfg.webhook_timeout_s, cfg.webhook_retries)
-                for url in cfg.webhook_urls
+            targets += [  # one name each, so one failing target's counters are not hidden by another's
+                WebhookTarget(
+                    url,
+                    cfg.webhook_secret,
+                    cfg.webhook_timeout_s,
+                    cfg.webhook_retries,
+                    name=f"webhook{i}" if len(cfg.webhook_urls) > 1 else "webhook",
+                    allow_link_local=cfg.webhook_allow_link_local,
+                )
+                for i, url in enumerate(cfg.webhook_urls)
             ]
         if cfg.mqtt_url:
             from sinks.mqtt import MqttTarget
