@@ -211,6 +211,17 @@ class MetricsConfig(_Section):
     )
 
 
+class McpConfig(_Section):
+    """`sightline mcp`: the MCP server for agents; its tools call the REST API (`dashboard.mcp_server`)."""
+
+    host: str = Field("127.0.0.1", description="streamable HTTP address (needs api.api_keys off loopback)")
+    port: int = Field(8765, ge=1, le=65535)
+    api_url: str | None = Field(None, description="the REST API's base URL; default: api.host and api.port")
+    api_key: str | None = Field(
+        None, description="stdio: the key the tools present to the API (its role is the agent's role)"
+    )
+
+
 class DemoConfig(_Section):
     sample_camera: bool = True
     camera_id: str = "sample"
@@ -235,6 +246,7 @@ class Settings(BaseSettings):
     recording: RecordingConfig = RecordingConfig()
     demo: DemoConfig = DemoConfig()
     metrics: MetricsConfig = MetricsConfig()
+    mcp: McpConfig = McpConfig()
 
     @classmethod
     def settings_customise_sources(
