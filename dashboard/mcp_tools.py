@@ -6,8 +6,8 @@ So the API's roles are the MCP roles — a `viewer` key that calls a tool that w
 API's 403, said back to the agent as a tool error — and there is one place where access is
 decided. Answers are trimmed to what an agent needs (no thinking text, no snapshot bytes).
 
-Plug-in point: a tool whose API route is not there yet (search and ask over history, alerts,
-clip links — issues 14, 15, 19) is added to `TOOLS` with the route it needs; `mcp_server`
+Plug-in point: a tool whose API route is not there yet (alerts, clip links — issues 15, 19)
+is added to `TOOLS` with the route it needs; `mcp_server`
 registers only the tools whose routes the API's OpenAPI document lists.
 """
 
@@ -121,6 +121,23 @@ async def ask_camera(api: Api, camera_id: str, question: str, seconds: float | N
     return {k: answer.get(k) for k in keep}
 
 
+async def search_history(
+    api: Api,
+    q: str,
+    camera_id: str | None = None,
+    kind: str | None = None,
+    hours: float | None = None,
+    limit: int = 10,
+) -> dict[str, Any]:
+    since = (datetime.now(UTC) - timedelta(hours=hours)).isoformat() if hours else None
+    params = _drop_none({"q": q, "camera_id": camera_id, "kind": kind, "since": since}) | {
+        "limit": max(1, min(limit, MAX_EVENTS))
+    }
+    found = await api.call("GET", "/api/search", params=params)
+    keep = ("kind", "id", "camera_id", "query_id", "label", "start", "end", "description", "snapshot_url")
+    return {"meaning": found.get("meaning"), "hits": [{k: h.get(k) for k in keep} for h in found["hits"]]}
+
+
 async def list_queries(api: Api) -> list[dict[str, Any]]:
     return list(await api.call("GET", "/api/queries"))
 
@@ -172,6 +189,13 @@ TOOLS: tuple[ToolSpec, ...] = (
         "/api/ask",
         False,
         "Ask the vision model about a camera's latest frame now (or its last `seconds`).",
+    ),
+    ToolSpec(
+        "search_history",
+        search_history,
+        "/api/search",
+        False,
+        "Search past tracks and summaries by words or meaning ('a man with a red bag'); best first.",
     ),
     ToolSpec("list_queries", list_queries, "/api/queries", False, "The standing queries and their cameras."),
     ToolSpec(

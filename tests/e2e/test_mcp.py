@@ -134,10 +134,11 @@ def test_a_viewer_lists_cameras_and_reads_events_over_streamable_http(up: Up, mc
             cameras = await c.call_tool("list_cameras", {})
             events = await c.call_tool("recent_events", {"camera_id": "sample", "limit": 5})
             asked = await c.call_tool("ask_camera", {"camera_id": "sample", "question": "people"})
-            return tools, cameras, events, asked
+            found = await c.call_tool("search_history", {"q": "person", "camera_id": "sample"})
+            return tools, cameras, events, asked, found
 
-    tools, cameras, events, asked = anyio.run(session)
-    assert {"list_cameras", "recent_events", "recent_summaries", "ask_camera", "add_query"} <= set(tools)
+    tools, cameras, events, asked, found = anyio.run(session)
+    assert {"list_cameras", "recent_events", "recent_summaries", "ask_camera", "search_history"} <= set(tools)
     assert tools["list_cameras"].annotations.read_only_hint is True
     assert tools["add_query"].annotations.read_only_hint is False
     assert not cameras.is_error, text_of(cameras)
@@ -150,6 +151,9 @@ def test_a_viewer_lists_cameras_and_reads_events_over_streamable_http(up: Up, mc
     assert not asked.is_error, text_of(asked)
     answer = asked.structured_content["result"]
     assert answer["camera_id"] == "sample" and answer["engine"] == "baseline" and answer["frame_ids"]
+    assert not found.is_error, text_of(found)
+    hits = found.structured_content["result"]["hits"]
+    assert hits and {h["camera_id"] for h in hits} == {"sample"}
 
 
 def _api_events(up: Up, limit: int) -> list[dict[str, Any]]:
