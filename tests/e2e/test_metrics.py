@@ -56,7 +56,7 @@ def scraped(
         stack.register(
             CameraSpec(id="lobby", url=str(vtest_10s), realtime=False), QuerySpec(id="people", text="people")
         )
-        wait_for(lambda: any(e["phase"] == "end" for e in stack.events()), 90, "end events", stack)
+        wait_for(lambda: any(e["phase"] == "end" for e in stack.events()), 180, "end events", stack)
         time.sleep(2.5)  # a status interval, so the ingest gauges and the sink's counters are current
         texts = {k: httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text for k, p in ports.items()}
         texts["api"] = httpx.get(f"{stack.api}/metrics", timeout=5).text
