@@ -269,6 +269,7 @@ class MetricsConfig(_Section):
     ingest_port: int = Field(9401, ge=0, le=65535, description="0 picks a free port (logged)")
     analyzer_port: int = Field(9402, ge=0, le=65535)
     sink_port: int = Field(9403, ge=0, le=65535)
+    rules_port: int = Field(9404, ge=0, le=65535)
     max_cameras: int = Field(
         64, ge=1, le=100_000, description="camera_id label values per process; later cameras share `_other`"
     )

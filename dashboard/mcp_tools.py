@@ -6,9 +6,9 @@ So the API's roles are the MCP roles — a `viewer` key that calls a tool that w
 API's 403, said back to the agent as a tool error — and there is one place where access is
 decided. Answers are trimmed to what an agent needs (no thinking text, no snapshot bytes).
 
-Plug-in point: a tool whose API route is not there yet (alerts, clip links — issues 15, 19)
-is added to `TOOLS` with the route it needs; `mcp_server`
-registers only the tools whose routes the API's OpenAPI document lists.
+Plug-in point: a tool whose API route is not there yet (clip links, issue 19) is added to
+`TOOLS` with the route it needs; `mcp_server` registers only the tools whose routes the API's
+OpenAPI document lists.
 """
 
 from __future__ import annotations
@@ -138,6 +138,21 @@ async def search_history(
     return {"meaning": found.get("meaning"), "hits": [{k: h.get(k) for k in keep} for h in found["hits"]]}
 
 
+async def list_alerts(
+    api: Api,
+    camera_id: str | None = None,
+    rule_id: str | None = None,
+    severity: str | None = None,
+    hours: float | None = None,
+    limit: int = 20,
+) -> list[dict[str, Any]]:
+    since = (datetime.now(UTC) - timedelta(hours=hours)).isoformat() if hours else None
+    params = _drop_none({"camera_id": camera_id, "rule_id": rule_id, "severity": severity, "since": since})
+    page = await api.call("GET", "/api/alerts", params=params | {"limit": max(1, min(limit, MAX_EVENTS))})
+    keep = ("alert_id", "rule_id", "camera_id", "condition", "severity", "label", "zone_id", "line_id")
+    return [{k: a.get(k) for k in keep} | {"at": a.get("wall_ts")} for a in page["items"]]
+
+
 async def list_queries(api: Api) -> list[dict[str, Any]]:
     return list(await api.call("GET", "/api/queries"))
 
@@ -196,6 +211,13 @@ TOOLS: tuple[ToolSpec, ...] = (
         "/api/search",
         False,
         "Search past tracks and summaries by words or meaning ('a man with a red bag'); best first.",
+    ),
+    ToolSpec(
+        "list_alerts",
+        list_alerts,
+        "/api/alerts",
+        False,
+        "Alerts raised by the zone/line rules, newest first; filter by camera, rule, severity, hours.",
     ),
     ToolSpec("list_queries", list_queries, "/api/queries", False, "The standing queries and their cameras."),
     ToolSpec(

@@ -135,9 +135,10 @@ def test_a_viewer_lists_cameras_and_reads_events_over_streamable_http(up: Up, mc
             events = await c.call_tool("recent_events", {"camera_id": "sample", "limit": 5})
             asked = await c.call_tool("ask_camera", {"camera_id": "sample", "question": "people"})
             found = await c.call_tool("search_history", {"q": "person", "camera_id": "sample"})
-            return tools, cameras, events, asked, found
+            alerts = await c.call_tool("list_alerts", {"hours": 1})
+            return tools, cameras, events, asked, found, alerts
 
-    tools, cameras, events, asked, found = anyio.run(session)
+    tools, cameras, events, asked, found, alerts = anyio.run(session)
     assert {"list_cameras", "recent_events", "recent_summaries", "ask_camera", "search_history"} <= set(tools)
     assert tools["list_cameras"].annotations.read_only_hint is True
     assert tools["add_query"].annotations.read_only_hint is False
@@ -154,6 +155,7 @@ def test_a_viewer_lists_cameras_and_reads_events_over_streamable_http(up: Up, mc
     assert not found.is_error, text_of(found)
     hits = found.structured_content["result"]["hits"]
     assert hits and {h["camera_id"] for h in hits} == {"sample"}
+    assert not alerts.is_error and alerts.structured_content["result"] == []  # no rules in this stack
 
 
 def _api_events(up: Up, limit: int) -> list[dict[str, Any]]:
