@@ -33,6 +33,7 @@ def add_args(rp: argparse.ArgumentParser) -> None:
     rp.add_argument("--truth", help="ground truth (Sightline JSON or MOT gt.txt)")
     rp.add_argument("--min-recall", type=float)
     rp.add_argument("--min-precision", type=float)
+    rp.add_argument("--min-idf1", type=float, help="identity: how long each person kept one track id")
     rp.add_argument(
         "--label-alias",
         action="append",
@@ -158,7 +159,9 @@ def _score_and_gate(result: ReplayResult, truth: GroundTruth, args: argparse.Nam
     print("\nper-frame boxes against the ground truth (the engine alone):")
     print(boxes.table())
     try:
-        failed, met = check_gates(ev, {"recall": args.min_recall, "precision": args.min_precision})
+        failed, met = check_gates(
+            ev, {"recall": args.min_recall, "precision": args.min_precision, "idf1": args.min_idf1}
+        )
     except ValueError as exc:
         print(f"\nreplay: {exc}", file=sys.stderr)
         return 2
@@ -194,6 +197,8 @@ def check_gates(scores: Scores, minimums: dict[str, float | None]) -> tuple[list
         raise ValueError("the ground truth has no annotated instant to judge: refusing to gate on it")
     if scores.tp + scores.fn == 0 and any(k != "precision" for k in wanted):
         raise ValueError("the ground truth has nothing to find: recall is undefined, refusing to gate on it")
+    if "idf1" in wanted and scores.idf1 is None:
+        raise ValueError("IDF1 needs track ids: these predictions are raw boxes")
     failed: list[str] = []
     met: list[str] = []
     for name, minimum in wanted.items():
