@@ -219,7 +219,7 @@ BenchRun = Callable[[argparse.Namespace, Settings], int]
 
 
 def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None], BenchRun]]:
-    from sightline.bench import gating, ingest, ingest_soak, pipeline, soak
+    from sightline.bench import gating, ingest, ingest_soak, pipeline, rules, soak
 
     return [
         ("ingest", "decode vs sampled vs keyframes-only on a 1080p clip", ingest.add_args, ingest.run),
@@ -228,6 +228,7 @@ def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None]
         ("pipeline", "latency through the broker and the real services", pipeline.add_args, pipeline.run),
         ("gating", "engine calls saved by gating, tracks kept", gating.add_args, gating.run),
         ("soak", "the full stack for minutes: RSS, fds, p99", soak.add_args, soak.run),
+        ("rules", "object events evaluated per second: 100 cameras x 10 rules", rules.add_args, rules.run),
     ]  # fmt: skip
 
 
