@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from bus.topics import Topics
 from configs import Settings
-from dashboard import api_ask, api_entities, api_events, api_views, health, live
+from dashboard import api_ask, api_clips, api_entities, api_events, api_views, health, live
 from dashboard.auth import check_exposure
 from dashboard.limits import BodyLimit, RateLimiter, TokenBudget
 from dashboard.state import AppState
@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.sightline = state
     app.state.metrics = health.Metrics(state)
-    for module in (health, api_events, live, api_views, api_entities, api_ask):
+    for module in (health, api_events, live, api_views, api_entities, api_ask, api_clips):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _store_down)

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import av
 import pytest
 from conftest import need  # type: ignore[import-not-found]
+from fastapi.testclient import TestClient
 
 from bus.broker import free_port
 from bus.contracts import CameraSpec, RecordedSegment
 from bus.topics import Topics
 from configs import Settings
 from configs.settings import IngestConfig
+from dashboard.app import create_app
 from ingest.camera import CameraWorker
 from ingest.recorder import SegmentRecorder
 from sightline.testing.ingest_kit import (
@@ -82,7 +87,7 @@ def record_with_outage(
     return settings, segs, down, up
 
 
-def test_rtsp_recording_survives_an_outage_with_clean_segments_and_an_index(
+def test_rtsp_recording_survives_an_outage_with_clean_segments_an_index_and_a_clip_with_the_gap(
     kafka_bootstrap: str, topic_prefix: str, make_settings: Callable[..., Settings]
 ) -> None:
     need(rtsp_server_available(), NO_RTSP)
@@ -121,6 +126,20 @@ def test_rtsp_recording_survives_an_outage_with_clean_segments_and_an_index(
         while [r.segment_id for r in segments_between(store.engine, "door", down - 60, up + 60)] != want:
             assert time.monotonic() < deadline, "the sink did not index every segment"
             time.sleep(0.2)
+        # A clip across the outage: the hole is reported, the rest plays.
+        with TestClient(create_app(settings)) as client:
+            a, b = datetime.fromtimestamp(down - 3, UTC), datetime.fromtimestamp(up + 2.5, UTC)
+            r = client.get("/api/cameras/door/clip", params={"start": a.isoformat(), "end": b.isoformat()})
+        assert r.status_code == 200, r.text
+        gaps = json.loads(r.headers["x-sightline-gaps"])
+        assert len(gaps) == 1 and gaps[0]["end"] - gaps[0]["start"] >= 4.5, gaps
+        assert down - 0.5 <= gaps[0]["start"] <= down + 0.5 and up - 0.5 <= gaps[0]["end"] <= up + 2.5
+        with av.open(io.BytesIO(r.content)) as c:
+            times = [f.time for f in c.decode(video=0)]
+        origin = float(r.headers["x-sightline-clip-origin"])
+        assert origin <= down - 3 and times[-1] + origin >= up + 1.0
+        hole = (gaps[0]["start"] - origin, gaps[0]["end"] - origin)
+        assert not [t for t in times if hole[0] + 0.1 < t < hole[1] - 0.1], "no frames inside the hole"
     finally:
         stop.set()
         sink.join(15)
