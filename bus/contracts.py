@@ -109,6 +109,12 @@ class ObjectEvent(Envelope):
     model: str
     latency_ms: float = 0.0
     snapshot: str | None = None
+    description: str | None = Field(
+        None, max_length=1000, description="one sentence about the object, for queries with `describe: true`"
+    )
+    description_engine: str | None = Field(
+        None, description="who wrote it; `baseline` means a template (label + colour), not a model"
+    )
 
     @field_validator("bbox_norm")
     @classmethod

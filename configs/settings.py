@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from configs.engine import BaselineEngineConfig, EngineConfig
+from configs.search import SearchConfig
 
 PRESETS_DIR = Path(__file__).parent
 
@@ -169,6 +170,15 @@ class ApiConfig(_Section):
         description="tokens (in + out) /api/ask may spend per ask_budget_period_s; null = no cap",
     )
     ask_budget_period_s: float = Field(86400.0, gt=0)
+    max_concurrency: int = Field(
+        512, ge=1, description="requests in flight at once; /healthz, /readyz, /metrics are not counted"
+    )
+    sse_max_streams: int = Field(256, ge=1, description="open event streams, all callers together")
+    sse_max_streams_per_key: int = Field(32, ge=1, description="open event streams per API key")
+    sse_max_streams_per_client: int = Field(64, ge=1, description="open event streams per client address")
+    sse_max_lifetime_s: float = Field(
+        3600.0, gt=0, le=86400, description="a stream ends after this long; EventSource resumes it"
+    )
 
 
 class RecordingConfig(_Section):
@@ -234,6 +244,7 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     recording: RecordingConfig = RecordingConfig()
     demo: DemoConfig = DemoConfig()
+    search: SearchConfig = SearchConfig()
     metrics: MetricsConfig = MetricsConfig()
 
     @classmethod

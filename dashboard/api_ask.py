@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from bus.contracts import ID_PATTERN
-from dashboard.auth import presented_key, viewer
+from dashboard.auth import authenticated_caller, viewer
 from dashboard.frames import latest_frames
 from dashboard.state import AppState, get_state, unprocessable
 from glm45v_engine import Clip, EngineError, Frame, UnsupportedQuery
@@ -54,7 +54,7 @@ class AskOut(BaseModel):
     responses={404: {}, 409: {"description": "no frames yet"}, 429: {}, 502: {}, 503: {}},
 )
 async def ask(body: AskIn, request: Request, state: Annotated[AppState, Depends(get_state)]) -> AskOut:
-    caller = presented_key(request) or (request.client.host if request.client else "anonymous")
+    caller = authenticated_caller(request)  # after the key was checked, never the raw header
     wait = state.ask_limiter.acquire(caller)
     if wait:
         limit = state.settings.api.ask_per_minute

@@ -18,6 +18,7 @@ from dashboard.auth import viewer
 from dashboard.state import AppState, get_state
 
 router = APIRouter(tags=["health"])
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _tcp(hostport: str, timeout_s: float = 1.0) -> None:
@@ -55,7 +56,7 @@ def _check_engine(state: AppState) -> str:
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:  # async: no worker thread needed, so a busy pool cannot delay it
     """Liveness: the process answers. See /readyz for its dependencies."""
     return {"status": "ok"}
 
@@ -130,7 +131,10 @@ class Metrics:
     def observe(self, request: Request, status: int, started: float) -> None:
         route: Any = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        self.requests.labels(request.method, path, str(status)).inc()
+        # Label values from closed sets only: any string is a valid HTTP method to the server, and
+        # 200 requests with 15 KB methods grew /metrics to 6.3 MB (and the process, for good).
+        method = request.method if request.method in HTTP_METHODS else "other"
+        self.requests.labels(method, path, str(status)).inc()
         self.latency.labels(path).observe(time.perf_counter() - started)
 
 

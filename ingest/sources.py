@@ -30,6 +30,22 @@ PROTOCOLS: dict[SourceKind, str] = {
 }
 
 
+# What FFmpeg may demux for a local file (its `format_whitelist`). A file inside a media dir must
+# not reach other files: the HLS demuxer follows a playlist's entries (`../private/x.ts`), the
+# concat demuxer an ffconcat script's (even one named .mp4, through a symlink), image2 a numbered
+# pattern, dash/imf their manifests. `protocol_whitelist=file` cannot tell those apart from the
+# file itself, and re-checking every path FFmpeg opens would need a custom I/O layer, so local
+# sources get a closed list of self-contained containers and elementary streams instead. Audio-only
+# containers stay in, so such a file is refused with the clearer "no video stream".
+FILE_FORMATS = ",".join(
+    (
+        "mov", "matroska", "avi", "mpegts", "mpeg", "mpegvideo", "flv", "asf", "ogg", "nut", "mxf",
+        "dv", "h264", "hevc", "m4v", "mjpeg", "ivf", "obu", "yuv4mpegpipe",
+        "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "gif", "wav", "mp3", "aac", "flac",
+    )
+)  # fmt: skip
+
+
 class SourceError(Exception):
     """Opening or reading failed. `permanent` errors are not retried (bad file, wrong credentials)."""
 
@@ -151,6 +167,11 @@ def open_source(src: ResolvedSource, cfg: IngestConfig, *, sample_fps: float, ke
     return VideoSource(src, cfg, keyframes_only=keyframes_only)
 
 
+def check_file_format(src: ResolvedSource, cfg: IngestConfig) -> None:
+    """Open and close a local file under FILE_FORMATS, for readers that take no whitelist (decord)."""
+    _open(src, cfg).close()
+
+
 def _open(src: ResolvedSource, cfg: IngestConfig) -> Any:
     options: dict[str, str] = {"protocol_whitelist": PROTOCOLS[src.kind]}
     kwargs: dict[str, Any] = {"timeout": (cfg.open_timeout_s, cfg.read_timeout_s)}
@@ -161,8 +182,18 @@ def _open(src: ResolvedSource, cfg: IngestConfig) -> Any:
         options.update(reconnect="0", probesize="1000000", analyzeduration="1000000")
     elif src.kind == "webcam":
         kwargs["format"] = "v4l2"
+    elif src.kind == "file":
+        options["format_whitelist"] = FILE_FORMATS
     try:
         return av.open(src.target, options=options, **kwargs)
+    except av.error.ArgumentError as exc:
+        if src.kind == "file":  # EINVAL at open: FFmpeg probed a format off the list
+            raise SourceError(
+                "refused: not a self-contained video file (playlists, concat scripts and other formats "
+                "that can read further files are not opened from local paths)",
+                permanent=True,
+            ) from None
+        raise classify_open_error(exc, src) from None
     except av.error.FFmpegError as exc:
         raise classify_open_error(exc, src) from None
     except OSError as exc:

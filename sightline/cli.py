@@ -126,6 +126,55 @@ def cmd_engine_check(args: argparse.Namespace) -> int:
     return main(_settings(args).engine, image=args.image, query=args.query)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """`search query TEXT` prints hits best first; `search reindex` rebuilds every vector."""
+    import json
+    from datetime import UTC, datetime
+
+    from sinks.db import epoch
+    from sinks.search import open_search
+    from sinks.search_rank import SearchFilter
+    from sinks.store import Store
+
+    settings = _settings(args)
+    if not settings.search.enabled:
+        print("search is off (search.enabled: false)", file=sys.stderr)
+        return 2
+    store = Store(settings.store_url)
+    try:
+        index = open_search(store.engine, settings.search)
+        if index is None:
+            print("search: the embedder did not start (see the log)", file=sys.stderr)
+            return 1
+        if args.what == "reindex":
+            from tqdm import tqdm
+
+            total = store.counts()["tracks"] + store.counts()["summaries"]
+            with tqdm(total=total, unit="doc", desc="reindex", file=sys.stderr) as bar:
+                n = index.reindex(progress=bar.update)
+            print(f"reindexed {n} rows with {index.signature.describe()}")
+            return 0
+        stamp = {
+            k: getattr(args, k) and epoch(datetime.fromisoformat(getattr(args, k)))
+            for k in ("since", "until")
+        }
+        flt = SearchFilter(camera_id=args.camera, kind=args.kind, since=stamp["since"], until=stamp["until"])
+        hits = index.search(args.text, flt, args.limit)
+        for h in hits:
+            if args.json:
+                print(json.dumps(h.__dict__))
+                continue
+            when = datetime.fromtimestamp(h.start, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            print(
+                f"{h.score:.4f}  {h.matched:<7}  {when}  {h.camera_name:<16}  {h.kind:<7}  {h.id}  {h.text}"
+            )
+        if not hits:
+            print("no hits", file=sys.stderr)
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     return replay_cli.run(args, _settings(args))
 
@@ -206,6 +255,22 @@ def build_parser(verb_hint: str | None = "bench") -> argparse.ArgumentParser:
     se = ssub.add_parser("export", help="write the JSON Schema of every message kind to DIR")
     se.add_argument("dir", type=Path)
     se.set_defaults(fn=cmd_schema_export)
+
+    srch = sub.add_parser("search", help="search history by words and meaning; rebuild the index")
+    srsub = srch.add_subparsers(dest="what", required=True)
+    sq = srsub.add_parser("query", help="print the best hits for TEXT (tracks and summaries)")
+    _common_args(sq, bootstrap=False)
+    sq.add_argument("text")
+    sq.add_argument("--camera", help="only this camera id")
+    sq.add_argument("--kind", choices=["track", "summary"])
+    sq.add_argument("--since", help="ISO time; hits overlapping [since, until)")
+    sq.add_argument("--until", help="ISO time")
+    sq.add_argument("--limit", type=int, default=20)
+    sq.add_argument("--json", action="store_true", help="one JSON object per hit")
+    sq.set_defaults(fn=cmd_search)
+    sr = srsub.add_parser("reindex", help="embed every track and summary again with the configured embedder")
+    _common_args(sr, bootstrap=False)
+    sr.set_defaults(fn=cmd_search)
 
     ep = sub.add_parser("engine", help="engine tools")
     esub = ep.add_subparsers(dest="what", required=True)

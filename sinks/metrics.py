@@ -12,7 +12,15 @@ from datetime import datetime
 
 from prometheus_client import Counter, Histogram
 
-from bus.contracts import ControlMessage, Envelope, ObjectEvent, StatusUpdate, Summary, utcnow
+from bus.contracts import (
+    ControlMessage,
+    Envelope,
+    ObjectEvent,
+    RecordedSegment,
+    StatusUpdate,
+    Summary,
+    utcnow,
+)
 from lifecycle.metrics import REGISTRY, camera_label, query_label
 
 # Ingest → broker → analyzer (one engine call or a summary window's wait) → broker → store.
@@ -20,7 +28,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 
 
 STORED = Counter(
     "sightline_sink_messages_stored",
-    "messages newly written to the store, by kind (event, summary, status, control)",
+    "messages newly written to the store, by kind (event, summary, status, control, segment)",
     ["kind"],
     registry=REGISTRY,
 )
@@ -55,6 +63,8 @@ def _kind(msg: Envelope) -> str:
         return "summary"
     if isinstance(msg, StatusUpdate):
         return "status"
+    if isinstance(msg, RecordedSegment):
+        return "segment"
     return "control" if isinstance(msg, ControlMessage) else "other"
 
 

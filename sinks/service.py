@@ -176,6 +176,11 @@ def run(settings: Settings, stop: threading.Event) -> int:
     ensure_topics(bootstrap, topics.all(), settings.bus.partitions, settings.bus.replication)
     worker = worker_id("sink")
     store = Store(settings.store_url)
+    from sinks.search import open_search
+
+    store.search = open_search(store.engine, settings.search)
+    if store.search is not None:  # a store from before search, or rows a crash left unindexed
+        log.info("search index: %d rows backfilled", store.search.backfill())
     producer = Producer(bootstrap, client_id=worker)
     consumer = make_consumer(
         bootstrap,

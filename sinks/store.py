@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, or_, select, text
 from sqlalchemy.engine import Engine
@@ -31,7 +32,13 @@ from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
 from sinks.recordings import write_segment
 
+if TYPE_CHECKING:
+    from sinks.search import SearchIndex
+
 Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment
+
+
+MAX_SEQ = 2**63 - 1  # the events table's BIGINT
 
 
 class BadCursor(ValueError):
@@ -75,6 +82,7 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine: Engine = create_engine(url)
+        self.search: SearchIndex | None = None  # set by the sink: what it stores is indexed too
         if migrate:
             from sinks.migrate import upgrade
 
@@ -104,6 +112,10 @@ class Store:
                 elif isinstance(msg, RecordedSegment):
                     write_segment(self.engine, conn, msg)  # an index row, not news: never sent outbound
             fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
+        if self.search is not None and fresh:
+            # After the commit: a slow embedder never holds the write lock. A crash in between leaves
+            # rows unindexed, which the next start-up's backfill finds.
+            self.search.index_messages(fresh)
         return fresh
 
     def _summary(self, conn: Connection, s: Summary) -> bool:
@@ -300,6 +312,10 @@ def _decode_cursor(cursor: str) -> tuple[float, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts, seq = json.loads(raw)
-        return float(ts), int(seq)
+        ts = float(ts)
     except (ValueError, TypeError) as exc:
         raise BadCursor("cursor is not one this API returned") from exc
+    # Bounded before it reaches SQL: 1e30 overflowed the driver's integer (a 500), NaN compares false.
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ or not math.isfinite(ts) or abs(ts) > 1e11:
+        raise BadCursor("cursor is not one this API returned")
+    return ts, seq

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -111,6 +112,55 @@ status = Table(
     Column("ts", Float, nullable=False),
     Column("payload", Text, nullable=False),
 )
+
+# -- search over history (sinks.search) -----------------------------------------------------------
+# One row per searchable thing (a track or a summary): the text that is indexed for words, and
+# its vector. Words: SQLite FTS5 table `search_fts` (external content, kept by triggers) or the
+# PostgreSQL generated column `tsv` (GIN). Vectors: `vec` (float32 bytes, scored with numpy)
+# or, on PostgreSQL with pgvector, the column `embedding vector(dim)` (HNSW), whose dimension
+# is the embedder's and so is created at run time (`sinks.search_schema`). Those objects are not
+# declared here: `include_object` keeps schema comparisons from calling them drift.
+search_docs = Table(
+    "search_docs",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True, doc="the FTS rowid"),
+    Column("doc_id", String(64), nullable=False, unique=True, doc="track id (tracks.id) or summary_id"),
+    Column("kind", String(8), nullable=False, doc="track | summary"),
+    Column("camera_id", String(64), nullable=False),
+    Column("query_id", String(64), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("camera_name", String(200), nullable=False),
+    Column("query_text", Text, nullable=False),
+    Column("description", Text),
+    Column("start_ts", Float, nullable=False),
+    Column("end_ts", Float, nullable=False),
+    Column("snapshot", String(512)),
+    Column("text", Text, nullable=False),
+    Column("vec", LargeBinary, doc="L2-normalised float32; null until embedded (or with pgvector)"),
+    Column("vseq", BigInteger, doc="vector version: readers refresh their in-memory copy from it"),
+)
+Index("ix_search_docs_filter", search_docs.c.kind, search_docs.c.camera_id, search_docs.c.start_ts)
+Index("ix_search_docs_end", search_docs.c.end_ts)
+Index("ix_search_docs_vseq", search_docs.c.vseq)
+
+search_meta = Table(
+    "search_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's filter: the FTS5 table (and its shadow tables), `tsv` and `embedding` are managed by SQL."""
+    if name is None:
+        return True
+    if type_ == "table" and name.startswith("search_fts"):
+        return False
+    if type_ == "column" and name in ("tsv", "embedding"):
+        return False
+    return not (type_ == "index" and name in ("ix_search_docs_tsv", "ix_search_docs_embedding"))
+
 
 segments = Table(
     "segments",

@@ -186,7 +186,7 @@ async def _replay(
     worker = CameraWorker(
         plan, settings.ingest, publisher, worker="replay", max_frame_bytes=settings.bus.max_frame_bytes
     )
-    store = _open_store(store_url)
+    store = _open_store(store_url, settings)
     bar = _progress(video, plan.sample_fps) if progress else None
     last_wall = None
     worker.start()
@@ -234,12 +234,15 @@ def _collect(result: ReplayResult, out: Outputs, store: Any) -> None:
         store.write(batch)
 
 
-def _open_store(url: str | None) -> Any:
+def _open_store(url: str | None, settings: Settings) -> Any:
     if not url:
         return None
+    from sinks.search import open_search
     from sinks.store import Store
 
-    return Store(url)
+    store = Store(url)
+    store.search = open_search(store.engine, settings.search)  # what the sink would index, too
+    return store
 
 
 def _progress(video: Path, sample_fps: float) -> Any:

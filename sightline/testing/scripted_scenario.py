@@ -71,6 +71,8 @@ class Scenario(_M):
     hang_s: float = Field(30.0, ge=0)
     video: bool = True  # accept video_url parts (vLLM/SGLang do; a 400 like a server without it otherwise)
     colours: tuple[ColourSpec, ...] = (ColourSpec(),)
+    embedding_dim: int = Field(32, ge=2, le=4096, description="/v1/embeddings: hashed bag of words")
+    embeddings_status: int = Field(200, description="/v1/embeddings answers this (500: a failing server)")
 
     @classmethod
     def load(cls, source: str | dict[str, Any] | Scenario | None) -> Scenario:

@@ -136,6 +136,30 @@ def test_ask_is_refused_with_429_once_the_budget_is_spent(make_settings: Callabl
         assert 1 <= int(r.headers["retry-after"]) <= 3600
 
 
+def test_ask_rate_limit_is_keyed_on_the_checked_caller_not_the_sent_key(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With no keys configured, a key sent anyway is not checked: a new one per call must not buy
+    a fresh bucket (it did: the limiter took the raw header)."""
+    with TestClient(create_app(make_settings(api={"ask_per_minute": 3}))) as c:
+        body = {"camera_id": "c1", "question": "who is at the door?"}
+        codes = [
+            c.post("/api/ask", json=body, headers={"X-API-Key": f"made-up-key-{i:08d}"}).status_code
+            for i in range(5)
+        ]
+    assert codes == [404, 404, 404, 429, 429]  # 404: past the limiter, no such camera
+
+
+def test_metric_labels_come_from_closed_sets(keyed: TestClient) -> None:
+    """Any string is a method to the server; it must not become a label value (memory for good)."""
+    for i in range(20):
+        keyed.request("X" * 15_000 + str(i), "/api/events")
+    keyed.request("BREW", "/healthz")
+    text = keyed.get("/metrics", headers={"X-API-Key": VIEWER}).text
+    assert "XXXX" not in text and "BREW" not in text and 'method="other"' in text
+    assert len(text) < 100_000
+
+
 # ---- credentials never in metrics labels ------------------------------------------------------------
 def test_camera_credentials_never_reach_ingest_metrics() -> None:
     password = "Pw-in-url-7731"

@@ -7,6 +7,8 @@ each endpoint is scraped after events reached the store, checked by `promtool ch
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import time
@@ -100,3 +102,44 @@ def test_the_run_shows_in_each_processs_own_metrics(scraped: dict[str, str]) -> 
     assert "sightline_consumer_lag_messages{" in sink
     assert sample(sink, "process_resident_memory_bytes") > 0
     assert "sightline_store_rows" in scraped["api"]
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "sightline.json"
+METRIC = re.compile(r"\b(?:sightline|process|python)_[a-z0-9_]+\b")
+
+
+def exposed_names(text: str) -> set[str]:
+    """Names a PromQL query can use: each declared family, with a histogram's _bucket/_sum/_count."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            names.add(name)
+            if kind == "histogram":
+                names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return names
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_exposed_by_a_process(scraped: dict[str, str]) -> None:
+    exposed = set().union(*(exposed_names(scraped[k]) for k in (*KINDS, "api")))
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    used: set[str] = set()
+    for expr in exprs:
+        names = set(METRIC.findall(expr))
+        assert names, f"no metric in {expr!r}"
+        used |= names
+    assert used - exposed == set(), f"queried but exposed by no process: {sorted(used - exposed)}"
+    # The panels the issue asks for are there.
+    for needed in (
+        "sightline_ingest_camera_state",
+        "sightline_ingest_fps_in",
+        "sightline_ingest_drops_total",
+        "sightline_analyzer_engine_call_seconds_bucket",
+        "sightline_analyzer_engine_tokens_total",
+        "sightline_analyzer_engine_cost_total",
+        "sightline_sink_events_stored_total",
+        "sightline_consumer_lag_messages",
+    ):
+        assert needed in used, needed

@@ -34,10 +34,16 @@ def test_rows_older_than_retention_go(store: Store, make_settings: Callable[...,
     )
     job = RetentionJob(store, settings)
     report = job.run(now=t0 + 2 * DAY + 10)  # cutoff: one day before "now"
-    assert report.rows == {"events": 3, "tracks": 1, "summaries": 1, "status": 0}
+    assert report.rows == {"events": 3, "tracks": 1, "summaries": 1, "status": 0, "search_docs": 0}
     assert {e["track_id"] for e in store.events(EventFilter(), limit=50).items} == {"new"}
     assert [s.track_id for s in timeline(store, "cam1").segments] == ["new"]
-    assert job.run(now=t0 + 2 * DAY + 10).rows == {"events": 0, "tracks": 0, "summaries": 0, "status": 0}
+    assert job.run(now=t0 + 2 * DAY + 10).rows == {
+        "events": 0,
+        "tracks": 0,
+        "summaries": 0,
+        "status": 0,
+        "search_docs": 0,
+    }
     assert job.counters()["retention_events_deleted"] == 3
 
 
