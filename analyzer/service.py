@@ -23,6 +23,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from analyzer import checkpoints, metrics
 from analyzer.core import EngineUnavailable, FrameProcessor, Outputs
+from analyzer.fence import OwnerFence
 from analyzer.intake import check_frame
 from analyzer.snapshots import SnapshotWriter
 from bus.contracts import ControlMessage, FrameMeta, StatusUpdate
@@ -66,6 +67,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         self.producer = Producer(self.bootstrap, client_id=self.worker)
         self.camera_partition: dict[str, int] = {}
+        self.fence = OwnerFence()  # frames of a stale ingest owner are dropped (ingest.ownership)
         self.backoff_s = 0.0
         self.loop = asyncio.new_event_loop()
         self._last_status = 0.0
@@ -148,6 +150,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         touched: dict[str, int] = {}
 
         async def one_camera(recs: list[ConsumerRecord]) -> None:
+            recs = [r for r in recs if self._current_owner(r)]
             frames = {r.offset: f for r in recs if (f := _peek_frame(r, self.settings.bus.max_frame_bytes))}
             self.processor.prefetch(list(frames.values()))
             for r in recs:
@@ -194,6 +197,21 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.camera_partition[meta.camera_id] = r.partition
         touched[meta.camera_id] = r.partition
         return await self.processor.process(meta, jpeg, r.offset)
+
+    def _current_owner(self, r: ConsumerRecord) -> bool:
+        """False for a frame or marker a stale ingest owner published (counted); poison passes on
+        to `_one`, which dead-letters it."""
+        try:
+            eos = decode_end_of_stream(r)
+            if eos is not None:
+                return self.fence.admit(eos.camera_id, "", eos.owner_epoch)
+            meta, _ = decode_frame(r)
+        except PoisonMessage:
+            return True
+        if self.fence.admit(meta.camera_id, meta.owner, meta.owner_epoch):
+            return True
+        self.processor.counters["skipped_stale_owner"] += 1
+        return False
 
     def _produce(self, out: Outputs, touched: dict[str, int]) -> None:
         for e in out.events:

@@ -85,6 +85,13 @@ class FrameMeta(Envelope):
     motion_score: float | None = None
     sampled_reason: Literal["sample", "motion", "scene_change", "heartbeat", "keyframe", "first"] = "sample"
     live: bool = Field(True, description="paced like a camera; false for a file played as fast as possible")
+    owner: str = Field("", description="the ingest worker that published it")
+    owner_epoch: int = Field(
+        -1,
+        ge=-1,
+        description="consumer-group generation in which `owner` was given this camera; consumers drop "
+        "frames whose epoch is below one they already saw for the camera (a stale owner); -1 = unfenced",
+    )
 
 
 class ObjectEvent(Envelope):
@@ -242,6 +249,7 @@ class EndOfStream(Envelope):
     last_frame_id: int = -1
     reason: str = "end of stream"
     ts: datetime = Field(default_factory=utcnow)
+    owner_epoch: int = Field(-1, ge=-1, description="as FrameMeta.owner_epoch")
 
 
 class RecordedSegment(Envelope):

@@ -65,9 +65,30 @@ class IngestConfig(_Section):
         "pyav", description="local files: PyAV (default, fastest here) or decord (optional package)"
     )
     status_interval_s: float = Field(2.0, gt=0, description="how often each camera's status is published")
-    worker_heartbeat_s: float = Field(2.0, gt=0, description="how often an ingest process says it is alive")
-    worker_ttl_s: float = Field(
-        8.0, gt=0, description="an ingest process silent this long is dead; its cameras move to the others"
+    worker_heartbeat_s: float = Field(
+        2.0, gt=0, description="how often an ingest process reports itself on the status topic (display only)"
+    )
+    group_id: str | None = Field(
+        None,
+        description="the consumer group ingest processes share cameras in; default <topic_prefix>-ingest",
+    )
+    slots: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="partitions of the slots topic, the unit cameras are assigned in (set at creation)",
+    )
+    session_timeout_s: float = Field(
+        10.0,
+        ge=1.0,
+        le=300.0,
+        description="an ingest process the broker has not heard from this long loses its cameras",
+    )
+    drain_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="live or stopped cameras: how long frames still queued may take to publish before "
+        "end-of-stream; a file played to its end waits for its consumer however long it takes",
     )
 
 

@@ -58,6 +58,13 @@ class _Item:
     queued_at: float
 
 
+@dataclass(frozen=True)
+class _End:
+    """The last item of the frame queue: end-of-stream, published only after every frame before it."""
+
+    reason: str
+
+
 class Backoff:
     """Capped exponential backoff with jitter (half to full delay), reset after a good session."""
 
@@ -101,6 +108,7 @@ class CameraWorker:
         self._src: ResolvedSource | None = None
         self.decoded = 0
         self.published = 0
+        self.sampled = 0  # kept by the sampler: each is gated, published or counted in `drops`
         self.gated = 0
         self.reconnects = 0
         self.lag_s = 0.0
@@ -112,7 +120,8 @@ class CameraWorker:
         self._on_exit = on_exit
         self._lock = threading.Lock()
         self._last_snap = (time.monotonic(), 0, 0)
-        self._queue: FrameQueue[_Item] = FrameQueue(cfg.queue_size, "drop_oldest")
+        self._queue: FrameQueue[_Item | _End] = FrameQueue(cfg.queue_size, "drop_oldest")
+        self._eos_sent = False
         self._thread = threading.Thread(target=self._run, name=f"cam-{plan.camera_id}", daemon=True)
         self._publisher = threading.Thread(
             target=self._publish_loop, name=f"pub-{plan.camera_id}", daemon=True
@@ -175,6 +184,7 @@ class CameraWorker:
             counters={
                 "decoded": self.decoded,
                 "published": self.published,
+                "sampled": self.sampled,
                 "gated": self.gated,
                 "reconnects": self.reconnects,
                 "queued": len(self._queue),
@@ -230,19 +240,47 @@ class CameraWorker:
             log.exception("camera crashed", extra=self._extra)
             final = ("failed", f"internal error: {type(exc).__name__}: {exc}")
         finally:
-            self._queue.close()
-            self._publisher.join(10.0)
             if self._stop.is_set() and final[0] != "failed":
                 final = ("stopped", self._stop_reason)
-            self._end_of_stream(final[1])
+            self._drain(final[1])
             self._set_state(*final)
             if self._on_exit:
                 self._on_exit(self)
 
+    def _drain(self, reason: str) -> None:
+        """Publish what is queued, then end-of-stream, before the final state is reported.
+
+        End-of-stream travels as the last item of the frame queue, so it is only sent after every
+        frame before it. A file played to its end is lossless: the decoder waits for the analyzer
+        however slow it or the machine is, so this waits for the publisher without a bound. Live
+        cameras, and any camera asked to stop, give it `drain_timeout_s`; after that the marker is
+        sent from here, and frames still queued may follow it (they are late either way).
+        """
+        self._queue.close(final=_End(reason))
+        lossless = self._queue.policy == "block" and not self._stop.is_set()
+        deadline = None if lossless else time.monotonic() + self.cfg.drain_timeout_s
+        while self._publisher.is_alive():
+            self._publisher.join(0.2)
+            now = time.monotonic()
+            if deadline is None and self._stop.is_set():  # asked to stop while draining a file
+                deadline = now + self.cfg.drain_timeout_s
+            if deadline is not None and now >= deadline and self._publisher.is_alive():
+                log.warning(
+                    "camera %s: %d frames not published within %.1f s; sending end-of-stream",
+                    self.plan.camera_id,
+                    len(self._queue),
+                    self.cfg.drain_timeout_s,
+                    extra=self._extra,
+                )
+                break
+        self._end_of_stream(reason)  # nothing to do when the publisher already sent it
+
     def _end_of_stream(self, reason: str) -> None:
         """Tell the analyzer, in order with the frames, that this source ended: tracks end, windows flush."""
-        if self.last_frame_id < 0:
-            return
+        with self._lock:  # sent once: by the publisher after the last frame, or by `_drain` on timeout
+            if self.last_frame_id < 0 or self._eos_sent:
+                return
+            self._eos_sent = True
         eos = EndOfStream(
             camera_id=self.plan.camera_id,
             source_session=self.session,
@@ -355,6 +393,7 @@ class CameraWorker:
                 frames += 1
                 if not sampler.keep(d.pts_s):
                     continue
+                self.sampled += 1
                 decision = gate.decide(d.frame, d.pts_s, keyframe_reason=plan.keyframes_only)
                 if not decision.publish:
                     self.gated += 1
@@ -400,6 +439,9 @@ class CameraWorker:
                 if self._queue.closed:
                     return
                 continue
+            if isinstance(item, _End):
+                self._end_of_stream(item.reason)
+                return
             try:
                 self._publish(item)
             except Exception:

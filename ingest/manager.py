@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
 from bus.contracts import CameraSpec, EndOfStream, FrameMeta, RecordedSegment, StatusUpdate
 from bus.kafka import Producer
@@ -18,14 +19,39 @@ from ingest.recorder import SegmentRecorder, recordings_root
 log = logging.getLogger(__name__)
 
 
-class KafkaFramePublisher:
-    """Frames to the frames topic, status to the status topic; both keyed by camera id."""
+class OwnerGate(Protocol):
+    def epoch(self, camera_id: str) -> int | None: ...
 
-    def __init__(self, producer: Producer, topics: Topics) -> None:
+
+class KafkaFramePublisher:
+    """Frames to the frames topic, status to the status topic; both keyed by camera id.
+
+    With a gate (`ingest.ownership.Ownership`), a camera's messages are published only while this
+    process holds the camera, stamped with its owner epoch; anything else is dropped and counted
+    (`not_owner`), so a process that lost a camera says nothing more about it.
+    """
+
+    def __init__(
+        self, producer: Producer, topics: Topics, gate: OwnerGate | None = None, worker: str = ""
+    ) -> None:
         self.producer = producer
         self.topics = topics
+        self.gate = gate
+        self.worker = worker
+
+    def _epoch(self, camera_id: str) -> int | None:
+        if self.gate is None:
+            return -1
+        epoch = self.gate.epoch(camera_id)
+        if epoch is None:
+            metrics.DROPS.labels(metrics.cam(camera_id), "not_owner").inc()
+        return epoch
 
     def frame(self, meta: FrameMeta, jpeg: bytes) -> None:
+        epoch = self._epoch(meta.camera_id)
+        if epoch is None:
+            return
+        meta = meta.model_copy(update={"owner": self.worker, "owner_epoch": epoch})
         future = self.producer.send_frame(self.topics.frames, meta, jpeg)
         cid = meta.camera_id
 
@@ -36,12 +62,19 @@ class KafkaFramePublisher:
         future.add_errback(failed)
 
     def status(self, update: StatusUpdate) -> None:
+        if update.component == "camera" and self._epoch(update.id) is None:
+            return
         self.producer.send(self.topics.status, update.id, update)
 
     def end_of_stream(self, eos: EndOfStream) -> None:
-        self.producer.send_end_of_stream(self.topics.frames, eos)
+        epoch = self._epoch(eos.camera_id)
+        if epoch is None:
+            return
+        self.producer.send_end_of_stream(self.topics.frames, eos.model_copy(update={"owner_epoch": epoch}))
 
     def segment(self, seg: RecordedSegment) -> None:
+        if self._epoch(seg.camera_id) is None:
+            return
         self.producer.send(self.topics.recordings, seg.camera_id, seg)
 
 

@@ -18,6 +18,7 @@ import av.error
 from bus.camera_urls import ResolvedSource, SourceKind
 from bus.redact import redact_text
 from configs.settings import IngestConfig
+from lifecycle import pause
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class VideoSource:
         self.time_base = self.stream.time_base
         self.nominal_fps = float(self.stream.average_rate or self.stream.guessed_rate or 0) or None
         self.last_progress = time.monotonic()
+        pause.clock()  # started before the first frame, so a pause is always seen
         self._stall_s = cfg.read_timeout_s * 2
         # Recording (ingest.recorder): every video packet, after its frames were decoded.
         self.on_packet: Callable[[Any], None] | None = None
@@ -108,7 +110,7 @@ class VideoSource:
                     packets += 1
                     if self.keyframes_only and packet.is_keyframe:
                         self.last_progress = now  # long GOPs are not a stall
-                if now - self.last_progress > self._stall_s:
+                if now - self.last_progress > self._stall_s and not self._we_were_paused(now):
                     # Packets arrive but nothing decodes (garbage, missing keyframes).
                     raise SourceError(
                         f"no decodable frame for {now - self.last_progress:.1f}s", permanent=False
@@ -133,6 +135,16 @@ class VideoSource:
         except av.error.FFmpegError as exc:
             # A truncated file or a broken stream: the frames so far were good.
             raise SourceError(f"read error: {_ffmpeg_reason(exc)}", permanent=not self.live) from None
+
+    def _we_were_paused(self, now: float) -> bool:
+        """The silence was this process not running (SIGSTOP, a frozen VM), not the source: start
+        counting again. A stall is only what the source did while we were there to see it."""
+        paused = pause.clock().paused_since(self.last_progress)
+        if now - self.last_progress - paused > self._stall_s:
+            return False
+        log.info("decode resumed after this process was paused for %.1fs; not a source stall", paused)
+        self.last_progress = now
+        return True
 
     def _pts_seconds(self, frame: av.VideoFrame, last: float) -> float:
         if frame.pts is not None and self.time_base is not None:

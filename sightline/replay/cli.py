@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """The verb: prints the closing table, writes JSONL, scores and gates on thresholds."""
     from glm45v_engine import EngineError
     from sightline.eval.truth import TruthError, load_truth
-    from sightline.replay.run import make_queries, run_replay
+    from sightline.replay.run import ReplayIncomplete, make_queries, run_replay
 
     video = Path(args.video)
     if not video.is_file():
@@ -76,6 +76,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
     except EngineError as exc:
         print(f"replay: engine error: {exc}", file=sys.stderr)
+        return 1
+    except ReplayIncomplete as exc:
+        print(f"replay: incomplete, not scored: {exc}", file=sys.stderr)
         return 1
     if args.out:
         Path(args.out).write_text(result.jsonl(keep_latency=args.keep_latency))

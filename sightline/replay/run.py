@@ -33,6 +33,20 @@ from ingest.plan import CameraPlan
 Record = ObjectEvent | Summary
 
 
+class ReplayIncomplete(RuntimeError):
+    """Fewer frames reached the analyzer than the camera sampled: a replay must never cut frames."""
+
+
+def check_complete(counters: dict[str, int], processed: int) -> None:
+    """Raise `ReplayIncomplete` unless every sampled frame that the gate let through was processed."""
+    expected = counters.get("sampled", 0) - counters.get("gated", 0)
+    if processed < expected:
+        raise ReplayIncomplete(
+            f"{processed} of {expected} sampled frames were processed "
+            f"(camera counters {dict(sorted(counters.items()))})"
+        )
+
+
 @dataclass
 class ReplayResult:
     records: list[Record] = field(default_factory=list)  # in the order they were produced
@@ -215,6 +229,7 @@ async def _replay(
             bar.close()
         if store is not None:
             store.close()
+    check_complete(result.camera_counters, result.frames)
     result.records = canonical_order(result.records)
     st = engine.stats
     result.engine_calls, result.tokens_in, result.tokens_out, result.cost = (
