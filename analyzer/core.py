@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from analyzer import metrics
+from analyzer.describe import Describer
 from analyzer.events import object_events
 from analyzer.snapshots import SnapshotWriter
 from analyzer.tracking import Detection, Tracker, TrackEvent
@@ -94,6 +95,7 @@ class FrameProcessor:
         self.on_boxes: Callable[[FrameMeta, QuerySpec, list[Detection]], None] | None = None
         self._sem = asyncio.Semaphore(config.max_concurrency)
         self._ahead: dict[AheadKey, asyncio.Future[Grounding]] = {}  # calls started by `prefetch`
+        self.describer = Describer(engine, self._sem, self.counters)
 
     def tracker(self, key: Key) -> Tracker:
         if key not in self.trackers:
@@ -259,7 +261,12 @@ class FrameProcessor:
             boxes = [(d.bbox, d.label) for d in dets]
             rel = f"{meta.camera_id}/{q.id}/{meta.source_session[:8]}-{meta.frame_id}.jpg"
             snapshot = self.snapshots.write(rel, jpeg, boxes, (1 / sx, 1 / sy))
-        return Outputs(events=self._events(q, meta, steps, latency_ms=g.latency_ms, snapshot=snapshot))
+        events = self._events(q, meta, steps, latency_ms=g.latency_ms, snapshot=snapshot)
+        if q.describe and steps:
+            events = await self.describer.annotate(
+                q, meta.camera_id, jpeg, (meta.width, meta.height), steps, events
+            )
+        return Outputs(events=events)
 
     def _events(
         self,

@@ -21,11 +21,12 @@ from kafka import ConsumerRebalanceListener
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from analyzer import checkpoints, metrics
+from analyzer import metrics
 from analyzer.core import EngineUnavailable, FrameProcessor, Outputs
 from analyzer.fence import OwnerFence
 from analyzer.intake import check_frame
 from analyzer.snapshots import SnapshotWriter
+from bus import checkpoints
 from bus.contracts import ControlMessage, FrameMeta, StatusUpdate
 from bus.control import ControlFollower, ControlState
 from bus.kafka import (

@@ -7,32 +7,21 @@ can refuse what it does not understand. Frame pixels travel as JPEG bytes; their
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="letters, digits, _ . -; up to 64")]
+from bus.fields import ID_PATTERN as ID_PATTERN  # re-exported: the API checks path ids with it
+from bus.fields import EntityId, Text
+from bus.rulespec import LineSpec, RuleSpec, ZoneSpec
+
 BBox = tuple[float, float, float, float]
 RecordMode = Literal["off", "continuous", "events"]
 
 # Fixed namespace so ids are the same on every machine and in every run.
 ID_NAMESPACE = uuid.UUID("6f1d9c2e-5b7a-4e0f-9a43-2c8d7e15b0a1")
-# C0 control characters other than tab, newline and carriage return, and DEL. NUL in particular:
-# PostgreSQL refuses it in text and JSON, so a name holding one would be stored nowhere.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def no_control_chars(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters (NUL and the like)")
-    return value
-
-
-Text = Annotated[str, AfterValidator(no_control_chars)]
 
 
 def stable_id(*parts: object) -> str:
@@ -163,7 +152,7 @@ class Summary(Envelope):
 class StatusUpdate(Envelope):
     SCHEMA: ClassVar[str] = "sightline.status/1"
 
-    component: Literal["camera", "ingest", "analyzer", "sink", "api"]
+    component: Literal["camera", "ingest", "analyzer", "sink", "api", "rules"]
     id: str = Field(description="camera_id for cameras, worker id otherwise")
     worker: str = ""
     state: Literal["starting", "streaming", "reconnecting", "running", "stopped", "failed"]
@@ -208,30 +197,41 @@ class QuerySpec(Envelope):
     )
     thinking: bool = False
     enabled: bool = True
+    describe: bool = Field(
+        False, description="grounding: one sentence per tracked object (an engine call per track, counted)"
+    )
 
     def applies_to(self, camera_id: str) -> bool:
         return self.enabled and ("*" in self.cameras or camera_id in self.cameras)
 
 
 class ControlMessage(Envelope):
-    """A registration or deletion on the control topic, keyed `camera:<id>` / `query:<id>`."""
+    """A registration or deletion on the control topic, keyed `<kind>:<id>` (camera, query, and the
+    zones, lines and rules the rules process follows)."""
 
     SCHEMA: ClassVar[str] = "sightline.control/1"
 
     op: Literal["upsert", "delete"]
-    kind: Literal["camera", "query"]
+    kind: Literal["camera", "query", "zone", "line", "rule"]
     id: EntityId
     camera: CameraSpec | None = None
     query: QuerySpec | None = None
+    zone: ZoneSpec | None = None
+    line: LineSpec | None = None
+    rule: RuleSpec | None = None
     ts: datetime = Field(default_factory=utcnow)
 
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.id}"
 
+    @property
+    def body(self) -> CameraSpec | QuerySpec | ZoneSpec | LineSpec | RuleSpec | None:
+        return getattr(self, self.kind)  # type: ignore[no-any-return]
+
     @model_validator(mode="after")
     def _payload(self) -> ControlMessage:
-        body = self.camera if self.kind == "camera" else self.query
+        body = self.body
         if self.op == "upsert" and body is None:
             raise ValueError(f"upsert of a {self.kind} needs its `{self.kind}` body")
         if body is not None and body.id != self.id:
@@ -290,6 +290,34 @@ class DeadLetter(Envelope):
     ts: datetime = Field(default_factory=utcnow)
 
 
+class Alert(Envelope):
+    """A rule fired (`rules/`); keyed by camera on the alerts topic. The id is deterministic in
+    (rule, camera, session, track, condition, episode), so a redelivered event or a restarted
+    rules process yields the same id and the store keeps one row."""
+
+    SCHEMA: ClassVar[str] = "sightline.alert/1"
+
+    alert_id: str
+    rule_id: EntityId
+    camera_id: EntityId
+    condition: Literal["enter", "leave", "dwell", "cross", "count", "absent"]
+    severity: Literal["info", "warning", "critical"] = "warning"
+    track_id: str | None = Field(None, description="none for count and absent")
+    query_id: str | None = None
+    label: str | None = None
+    zone_id: str | None = None
+    line_id: str | None = None
+    direction: Literal["in", "out"] | None = None
+    count: int | None = Field(None, description="count: objects in the zone when it fired")
+    seconds: float | None = Field(None, description="dwell/count/absent: how long the condition had held")
+    source_session: str = ""
+    pts_s: float = Field(description="media time at which the rule fired")
+    wall_ts: datetime
+    bbox_norm: BBox | None = None
+    event_id: str | None = Field(None, description="the object event that made the rule fire")
+    snapshot: str | None = None
+
+
 ALL_CONTRACTS: tuple[type[Envelope], ...] = (
     FrameMeta,
     ObjectEvent,
@@ -301,4 +329,5 @@ ALL_CONTRACTS: tuple[type[Envelope], ...] = (
     EndOfStream,
     RecordedSegment,
     DeadLetter,
+    Alert,
 )

@@ -26,6 +26,8 @@ class ControlState:
     queries: dict[str, QuerySpec] = field(default_factory=dict)
 
     def apply(self, msg: ControlMessage) -> None:
+        if msg.kind not in ("camera", "query"):
+            return  # zones, lines and rules are the rules process's (rules.control)
         table: dict[str, CameraSpec] | dict[str, QuerySpec] = (
             self.cameras if msg.kind == "camera" else self.queries
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -135,7 +136,9 @@ class StoreConfig(_Section):
     webhook_secret: str | None = Field(
         None, description="HMAC-SHA256 key for the X-Sightline-Signature header"
     )
-    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_timeout_s: float = Field(
+        5.0, gt=0, description="total per attempt: resolve, connect, send, status line (the body is not read)"
+    )
     webhook_retries: int = Field(4, ge=0, le=20, description="retries with exponential backoff")
     mqtt_url: str | None = Field(None, description="mqtt://[user:pass@]host[:port]; unset = no MQTT")
     mqtt_topic_prefix: str = Field("sightline", pattern=r"^[A-Za-z0-9_/-]+$")
@@ -162,15 +165,38 @@ def check_webhook_url(url: str, *, allow_link_local: bool = False) -> None:
         raise ValueError(f"webhook url scheme {parts.scheme!r} is not allowed (http or https only)")
     if not host:
         raise ValueError("webhook url has no host")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return  # a name: resolved at delivery time
-    if (ip.is_link_local or ip.is_unspecified or ip.is_multicast) and not allow_link_local:
+    ip = literal_ip(host)
+    if ip is None:
+        return  # a name: resolved, and the address checked, at delivery (sinks.webhooks)
+    if address_refused(ip, allow_link_local=allow_link_local):
         raise ValueError(
             f"webhook host {host} is link-local/unspecified/multicast (cloud metadata services live at "
             "169.254.169.254); set store.webhook_allow_link_local to allow it"
         )
+
+
+def literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally, in any spelling the C resolver accepts: `169.254.169.254.`
+    (trailing dot), `2852039166` (integer), `0xa9fea9fe` (hex), `0251.0376.0251.0376` (octal),
+    `::ffff:169.254.169.254` (IPv4-mapped) — all the same address. None for a name."""
+    host = host.strip("[]").rstrip(".")
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))  # the legacy forms inet_aton reads
+        except OSError:
+            return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def address_refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_link_local: bool) -> bool:
+    """Where webhooks must not go unless allowed: link-local (cloud metadata), unspecified, multicast."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.is_link_local or ip.is_unspecified or ip.is_multicast) and not allow_link_local
 
 
 class ApiKey(_Section):
@@ -199,6 +225,15 @@ class ApiConfig(_Section):
     sse_max_streams_per_client: int = Field(64, ge=1, description="open event streams per client address")
     sse_max_lifetime_s: float = Field(
         3600.0, gt=0, le=86400, description="a stream ends after this long; EventSource resumes it"
+    )
+
+
+class RulesConfig(_Section):
+    """`sightline rules`: zones, lines and rules over tracked objects → alerts."""
+
+    group_id: str = "sightline-rules"
+    file: str | None = Field(
+        None, description="a rules file (zones, lines, rules; YAML); the control topic adds to it"
     )
 
 
@@ -265,6 +300,7 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     recording: RecordingConfig = RecordingConfig()
     demo: DemoConfig = DemoConfig()
+    rules: RulesConfig = RulesConfig()
     search: SearchConfig = SearchConfig()
     metrics: MetricsConfig = MetricsConfig()
 

@@ -30,6 +30,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides.setdefault("api", {})["port"] = args.port
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
+    overrides.update(getattr(args, "config_overrides", None) or {})
     try:
         return load_settings(args.config, **overrides)
     except ConfigError as exc:
@@ -86,6 +87,14 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from sinks.service import run
 
     return _process(args, "sink", run)
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from rules.service import run
+
+    if getattr(args, "rules", None):
+        args.config_overrides = {"rules": {"file": args.rules}}
+    return _process(args, "rules", run)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -236,6 +245,8 @@ def build_parser(verb_hint: str | None = "bench") -> argparse.ArgumentParser:
     verb("ingest", cmd_ingest, "decode cameras and files into the frames topic")
     verb("analyze", cmd_analyze, "ask the engine about frames; emit events")
     verb("sink", cmd_sink, "write events, summaries and status into the store")
+    rules = verb("rules", cmd_rules, "evaluate zones, lines and rules over tracked objects; emit alerts")
+    rules.add_argument("--rules", help="a rules file (zones, lines, rules); overrides rules.file")
     serve = verb("serve", cmd_serve, "serve the REST API and the dashboard")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)

@@ -1,6 +1,6 @@
 """`sightline up`: the embedded default as one process tree.
 
-It starts a Tansu broker, then `sightline ingest | analyze | sink | serve` as
+It starts a Tansu broker, then `sightline ingest | analyze | rules | sink | serve` as
 child processes — the same entry points the docker-compose services run — with
 one effective config file, restarts a child that dies, and on Ctrl-C / SIGTERM
 stops the children, then the broker. Children die with us even on SIGKILL.
@@ -34,7 +34,7 @@ from lifecycle.process import private_files, setup_logging, stop_on_signals
 from sightline.samples import sample_video
 
 log = logging.getLogger("sightline.up")
-CHILDREN = ("ingest", "analyze", "sink", "serve")
+CHILDREN = ("ingest", "analyze", "rules", "sink", "serve")
 PR_SET_PDEATHSIG = 1
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from prometheus_client import Counter, Histogram
 
 from bus.contracts import (
+    Alert,
     ControlMessage,
     Envelope,
     ObjectEvent,
@@ -28,7 +29,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 
 
 STORED = Counter(
     "sightline_sink_messages_stored",
-    "messages newly written to the store, by kind (event, summary, status, control, segment)",
+    "messages newly written to the store, by kind (event, summary, status, control, segment, alert)",
     ["kind"],
     registry=REGISTRY,
 )
@@ -65,6 +66,8 @@ def _kind(msg: Envelope) -> str:
         return "status"
     if isinstance(msg, RecordedSegment):
         return "segment"
+    if isinstance(msg, Alert):
+        return "alert"
     return "control" if isinstance(msg, ControlMessage) else "other"
 
 

@@ -36,6 +36,7 @@ def prune_rows(store: Store, cutoff: float) -> dict[str, int]:
         (t.tracks, t.tracks.c.last_ts),
         (t.summaries, t.summaries.c.end_ts),
         (t.status, t.status.c.ts),
+        (t.alerts, t.alerts.c.ts),
         (t.search_docs, t.search_docs.c.end_ts),  # what was indexed goes with what it indexed
     )
     out = {}

@@ -17,7 +17,15 @@ from typing import Any, cast
 from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
-from bus.contracts import ControlMessage, Envelope, ObjectEvent, RecordedSegment, StatusUpdate, Summary
+from bus.contracts import (
+    Alert,
+    ControlMessage,
+    Envelope,
+    ObjectEvent,
+    RecordedSegment,
+    StatusUpdate,
+    Summary,
+)
 from bus.kafka import (
     PoisonMessage,
     Producer,
@@ -69,6 +77,7 @@ class SinkWorker:
             topics.summaries: Summary,
             topics.status: StatusUpdate,
             topics.control: ControlMessage,
+            topics.alerts: Alert,
             topics.recordings: RecordedSegment,
         }
 
@@ -184,7 +193,14 @@ def run(settings: Settings, stop: threading.Event) -> int:
     producer = Producer(bootstrap, client_id=worker)
     consumer = make_consumer(
         bootstrap,
-        [topics.detections, topics.summaries, topics.status, topics.control, topics.recordings],
+        [
+            topics.detections,
+            topics.summaries,
+            topics.status,
+            topics.control,
+            topics.recordings,
+            topics.alerts,
+        ],
         settings.store.group_id,
         client_id=worker,
     )

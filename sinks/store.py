@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Select, and_, delete, func, or_, select, text
 from sqlalchemy.engine import Engine
 
 from bus.contracts import (
+    Alert,
     CameraSpec,
     ControlMessage,
     ObjectEvent,
@@ -28,6 +29,7 @@ from bus.contracts import (
 )
 from bus.redact import redact_text, redact_url
 from sinks import tables as t
+from sinks.alerts import put_rule_object, write_alerts
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
 from sinks.recordings import write_segment
@@ -35,7 +37,7 @@ from sinks.recordings import write_segment
 if TYPE_CHECKING:
     from sinks.search import SearchIndex
 
-Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment
+Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment | Alert
 
 
 MAX_SEQ = 2**63 - 1  # the events table's BIGINT
@@ -112,6 +114,7 @@ class Store:
                 elif isinstance(msg, RecordedSegment):
                     write_segment(self.engine, conn, msg)  # an index row, not news: never sent outbound
             fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
+            fresh += write_alerts(self.engine, conn, [m for m in batch if isinstance(m, Alert)])
         if self.search is not None and fresh:
             # After the commit: a slow embedder never holds the write lock. A crash in between leaves
             # rows unindexed, which the next start-up's backfill finds.
@@ -150,6 +153,9 @@ class Store:
         )
 
     def _control(self, conn: Connection, m: ControlMessage) -> None:
+        if m.kind in ("zone", "line", "rule"):
+            put_rule_object(self.engine, conn, m)
+            return
         if m.op == "delete":
             table = t.cameras if m.kind == "camera" else t.queries
             conn.execute(delete(table).where(table.c.id == m.id))
@@ -264,7 +270,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         out = {}
         with self.engine.connect() as conn:
-            for table in (t.cameras, t.queries, t.events, t.tracks, t.summaries, t.status):
+            for table in (t.cameras, t.queries, t.events, t.tracks, t.summaries, t.status, t.alerts):
                 out[table.name] = int(conn.execute(select(func.count()).select_from(table)).scalar() or 0)
         return out
 

@@ -113,6 +113,35 @@ status = Table(
     Column("payload", Text, nullable=False),
 )
 
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True, doc="arrival order, for live feeds"),
+    Column("alert_id", String(64), nullable=False, unique=True),
+    Column("rule_id", String(64), nullable=False),
+    Column("camera_id", String(64), nullable=False),
+    Column("track_id", String(128)),
+    Column("condition", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("ts", Float, nullable=False, doc="wall_ts as epoch seconds"),
+    Column("pts_s", Float, nullable=False),
+    Column("snapshot", String(512)),
+    Column("received_at", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+Index("ix_alerts_ts", alerts.c.ts, alerts.c.seq)
+Index("ix_alerts_camera_ts", alerts.c.camera_id, alerts.c.ts)
+Index("ix_alerts_rule_ts", alerts.c.rule_id, alerts.c.ts)
+
+rule_objects = Table(
+    "rule_objects",
+    metadata,
+    Column("kind", String(8), primary_key=True, doc="zone | line | rule"),
+    Column("id", String(64), primary_key=True),
+    Column("camera_id", String(64), doc="zones and lines: their camera"),
+    Column("spec", Text, nullable=False, doc="ZoneSpec / LineSpec / RuleSpec JSON"),
+    Column("updated_at", Float, nullable=False),
+)
 # -- search over history (sinks.search) -----------------------------------------------------------
 # One row per searchable thing (a track or a summary): the text that is indexed for words, and
 # its vector. Words: SQLite FTS5 table `search_fts` (external content, kept by triggers) or the

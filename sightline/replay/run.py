@@ -52,6 +52,7 @@ class ReplayResult:
     records: list[Record] = field(default_factory=list)  # in the order they were produced
     boxes: list[tuple[float, tuple[float, float, float, float], str, str]] = field(default_factory=list)
     frames: int = 0
+    frame_times: list[float] = field(default_factory=list)  # pts_s of every processed frame
     camera_state: str = ""
     camera_reason: str = ""
     # The camera's last counters (decoded, published, gated, ...): gated + published = sampled.
@@ -211,6 +212,7 @@ async def _replay(
                 out = await processor.process(*item)
                 last_wall = item[0].wall_ts
                 result.frames += 1
+                result.frame_times.append(item[0].pts_s)
                 if bar is not None:
                     bar.update(1)
             elif kind == "eos":

@@ -33,12 +33,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from glm45v_engine.accounting import estimate_text_tokens, prompt_tokens
+from glm45v_engine.prompts import HISTORY_MARKER, is_describe_prompt
 from sightline.testing.scripted_scenario import (
     Media,
     Scenario,
     Step,
+    colour_description,
     colour_summary,
     find_blobs,
+    history_answer,
     read_media,
     render_boxes,
     wanted_colours,
@@ -100,6 +103,10 @@ def compose(sc: Scenario, step: Step | None, media: Media) -> tuple[str, str | N
     if sc.mode == "colour":
         if '"segments"' in media.text:
             return colour_summary(media, sc.colours), None
+        if is_describe_prompt(media.text):
+            return colour_description(media, sc.colours), None
+        if HISTORY_MARKER in media.text:
+            return history_answer(media.text, sc.colours), None
         boxes = find_blobs(media.images[0][1], wanted_colours(sc.colours, media.text)) if media.images else ()
         return (render_boxes(boxes, sc.box_format) if boxes else "none"), None
     return compose(sc, sc.default, media)

@@ -86,6 +86,14 @@ WEBHOOK_REFUSED = [
     ("link-local-v6", "http://[fe80::1]/in", "link-local"),
     ("unspecified", "http://0.0.0.0:8080/in", "link-local/unspecified"),
     ("multicast", "http://239.1.2.3/in", "multicast"),
+    # Other spellings of 169.254.169.254 (issue 18): the same address once the resolver reads them.
+    ("integer", "http://2852039166/latest/", "link-local"),
+    ("hex", "http://0xa9fea9fe/latest/", "link-local"),
+    ("octal", "http://0251.0376.0251.0376/latest/", "link-local"),
+    ("two-part", "http://169.254.43518/latest/", "link-local"),
+    ("trailing-dot", "http://169.254.169.254./latest/", "link-local"),
+    ("ipv4-mapped-v6", "http://[::ffff:169.254.169.254]/latest/", "link-local"),
+    ("ipv4-mapped-v6-hex", "http://[::ffff:a9fe:a9fe]/latest/", "link-local"),
 ]
 
 

@@ -23,6 +23,8 @@ TABLES = {
     "segments",
     "search_docs",
     "search_meta",
+    "alerts",
+    "rule_objects",
 }
 
 
