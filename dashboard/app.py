@@ -16,7 +16,17 @@ from sqlalchemy.exc import OperationalError
 
 from bus.topics import Topics
 from configs import Settings
-from dashboard import api_ask, api_clips, api_entities, api_events, api_search, api_views, health, live
+from dashboard import (
+    api_ask,
+    api_clips,
+    api_entities,
+    api_events,
+    api_rules,
+    api_search,
+    api_views,
+    health,
+    live,
+)
 from dashboard.auth import check_exposure
 from dashboard.limits import BodyLimit, ConcurrencyLimit, RateLimiter, StreamSlots, TokenBudget
 from dashboard.state import AppState
@@ -59,7 +69,17 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.sightline = state
     app.state.metrics = health.Metrics(state)
-    for module in (health, api_events, live, api_views, api_entities, api_ask, api_search, api_clips):
+    for module in (
+        health,
+        api_events,
+        live,
+        api_views,
+        api_entities,
+        api_ask,
+        api_search,
+        api_rules,
+        api_clips,
+    ):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _store_down)

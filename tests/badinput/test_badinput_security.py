@@ -56,6 +56,7 @@ def test_every_route_but_the_open_ones_needs_a_key(keyed: TestClient) -> None:
     ("case", "path"),
     [
         ("sse-stream", "/api/events/stream?max_s=0.01"),
+        ("alert-stream", "/api/alerts/stream?max_s=0.01"),
         ("event-snapshot", "/api/snapshots/s1"),
         ("camera-snapshot", "/api/cameras/c1/snapshot"),
         ("event-clip", "/api/events/e1/clip"),
