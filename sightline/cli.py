@@ -106,6 +106,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from dashboard.mcp_server import serve_http, serve_stdio
+    from lifecycle.process import setup_logging, worker_id
+
+    overrides: dict[str, Any] = {k: v for k, v in (("api_url", args.api), ("port", args.mcp_port)) if v}
+    settings = _settings(args)
+    if overrides:
+        settings = settings.model_copy(update={"mcp": settings.mcp.model_copy(update=overrides)})
+    setup_logging(settings.log_level, worker_id("mcp"))  # stderr: stdout is the stdio transport
+    return serve_http(settings) if args.transport == "http" else serve_stdio(settings)
+
+
 def cmd_config_validate(args: argparse.Namespace) -> int:
     try:
         s = load_settings(args.file)
@@ -192,7 +204,7 @@ BenchRun = Callable[[argparse.Namespace, Settings], int]
 
 
 def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None], BenchRun]]:
-    from sightline.bench import gating, ingest, ingest_soak, pipeline, soak
+    from sightline.bench import gating, ingest, ingest_soak, pipeline, rules, soak
 
     return [
         ("ingest", "decode vs sampled vs keyframes-only on a 1080p clip", ingest.add_args, ingest.run),
@@ -201,6 +213,7 @@ def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None]
         ("pipeline", "latency through the broker and the real services", pipeline.add_args, pipeline.run),
         ("gating", "engine calls saved by gating, tracks kept", gating.add_args, gating.run),
         ("soak", "the full stack for minutes: RSS, fds, p99", soak.add_args, soak.run),
+        ("rules", "object events evaluated per second: 100 cameras x 10 rules", rules.add_args, rules.run),
     ]  # fmt: skip
 
 
@@ -250,6 +263,11 @@ def build_parser(verb_hint: str | None = "bench") -> argparse.ArgumentParser:
     serve = verb("serve", cmd_serve, "serve the REST API and the dashboard")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+
+    mp = verb("mcp", cmd_mcp, "serve the Model Context Protocol for agents (stdio or streamable HTTP)", False)
+    mp.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    mp.add_argument("--api", help="the REST API's base URL (default: from api.host/api.port)")
+    mp.add_argument("--port", dest="mcp_port", type=int, help="streamable HTTP port (default mcp.port)")
 
     rp = verb("replay", cmd_replay, "replay a video file through ingest, analyzer and sink; score it")
     replay_cli.add_args(rp)

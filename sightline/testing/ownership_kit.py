@@ -97,9 +97,16 @@ class Owners:
 
 
 def start_ingest(
-    bootstrap: str, prefix: str, worker: str, log: Path, session_timeout_s: float = 3.0, **env: str
+    bootstrap: str,
+    prefix: str,
+    worker: str,
+    log: Path,
+    session_timeout_s: float = 3.0,
+    clock_offset_s: float = 0.0,
+    **env: str,
 ) -> subprocess.Popen[bytes]:
-    """A real `sightline ingest` process in its own session (so a test can SIGSTOP just it)."""
+    """A real `sightline ingest` process in its own session (so a test can SIGSTOP just it), its
+    wall clock off by `clock_offset_s` (`sightline.testing.skewed_clock`)."""
     full = {
         **os.environ,
         "SIGHTLINE_BUS__TOPIC_PREFIX": prefix,
@@ -109,7 +116,11 @@ def start_ingest(
         **env,
     }
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
-    cmd = [sys.executable, "-m", "sightline.cli", "ingest", "--bootstrap", bootstrap]
+    verb = ["ingest", "--bootstrap", bootstrap]
+    if clock_offset_s:
+        cmd = [sys.executable, "-m", "sightline.testing.skewed_clock", str(clock_offset_s), *verb]
+    else:
+        cmd = [sys.executable, "-m", "sightline.cli", *verb]
     try:
         return subprocess.Popen(cmd, env=full, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from bus.contracts import EndOfStream, FrameMeta, StatusUpdate
 from configs.settings import IngestConfig
 from ingest.camera import CameraWorker
@@ -61,3 +63,12 @@ def test_a_stopped_camera_gives_a_stuck_consumer_drain_timeout_s(short_clip: Pat
     assert w.join(5), "a stop must not wait for a stuck consumer beyond drain_timeout_s"
     assert sink.updates[-1].state == "stopped" and sink.updates[-1].reason == "deleted"
     sink.open.set()
+
+
+def test_a_replay_short_of_its_sampled_frames_is_refused() -> None:
+    from sightline.replay.run import ReplayIncomplete, check_complete
+
+    counters = {"sampled": 40, "gated": 2, "published": 38}
+    check_complete(counters, 38)  # the gate's skips are deliberate, not lost
+    with pytest.raises(ReplayIncomplete, match="37 of 38 sampled frames"):
+        check_complete(counters, 37)
