@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -87,6 +88,17 @@ class Owners:
                             longest = max(longest, min(ra[1], rb[1]) - max(ra[0], rb[0]))
             worst[cam] = longest
         return worst
+
+    def longest_gap(self, since: float, until: float | None = None) -> dict[str, float]:
+        """Per camera, the longest time without a frame (from any owner) between since and until."""
+        until = time.monotonic() if until is None else until
+        gaps: dict[str, float] = {}
+        for cam in {s.camera for s in self.frames}:
+            times = (
+                [since] + [s.at for s in self.frames if s.camera == cam and since <= s.at <= until] + [until]
+            )
+            gaps[cam] = max(b - a for a, b in itertools.pairwise(times))
+        return gaps
 
     def failed(self) -> list[StatusUpdate]:
         return [s for _, s in self.status if s.state == "failed"]
