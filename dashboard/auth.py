@@ -16,10 +16,14 @@ from dashboard.state import AppState, get_state
 
 Role = Literal["viewer", "admin"]
 RANK: dict[str, int] = {"viewer": 0, "admin": 1}
-# Browsers cannot set headers on EventSource or <img>: only these GETs may carry a credential in
-# the query string — preferably `?token=` (a short-lived signed token from /api/media-token), else
-# `?api_key=`. Every other route wants a header (a key in a URL ends up in histories and logs).
-BROWSER_PATHS = re.compile(r"^/api/(events/stream|alerts/stream|snapshots/[^/]+|cameras/[^/]+/snapshot)$")
+# Browsers cannot set headers on EventSource, <img>, <video src> or download links: only these GETs
+# may carry a credential in the query string — preferably `?token=` (a short-lived signed token
+# from /api/media-token), else `?api_key=`. Every other route wants a header (a key in a URL ends
+# up in histories and logs).
+BROWSER_PATHS = re.compile(
+    r"^/api/(events/stream|alerts/stream|snapshots/[^/]+|cameras/[^/]+/(snapshot|clip)"
+    r"|events/[^/]+/(clip|evidence))$"
+)
 MEDIA_TOKEN_TTL_S = 300
 
 
