@@ -23,8 +23,7 @@ over; no process compares its clock with another's.
   slot); the analyzer drops frames below the highest epoch it saw for a camera, so even a frame
   that escaped the gate cannot be taken for the current owner's.
 
-The lease reads kafka-python's heartbeat bookkeeping (`coordinator.heartbeat`); the SIGSTOP
-test (`tests/e2e/test_ingest_pause.py`) fails if that ever stops meaning what it says.
+The lease is `bus.kafka.GroupLease` (the analyzer uses the same one).
 """
 
 from __future__ import annotations
@@ -34,13 +33,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.structs import TopicPartition
 
-from bus.kafka import ensure_topics, poll
+from bus.kafka import GroupLease, ensure_topics, poll
 from configs.settings import BusConfig, IngestConfig
 
 log = logging.getLogger(__name__)
@@ -77,11 +75,9 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         ensure_topics(bootstrap, [self.topic], cfg.slots, bus.replication)
         session_ms = int(cfg.session_timeout_s * 1000)
         heartbeat_ms = max(100, session_ms // 4)
-        self._lease_s = (session_ms - heartbeat_ms) / 1000
         self._on_revoke = on_revoke
         self._lock = threading.Lock()
         self._owned: dict[int, int] = {}  # slot -> epoch (generation it was given to us in)
-        self._anchor = float("-inf")  # monotonic send time of the last answered heartbeat
         self.revocations = 0
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -96,8 +92,29 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
             partition_assignment_strategy=(CooperativeStickyAssignor,),
             fetch_max_wait_ms=100,
         )
+        self.lease = GroupLease(self.consumer)
         self.slots = self._partitions(self.consumer)
         self.consumer.subscribe([self.topic], listener=self)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._drive, name="ingest-group", daemon=True)
+        self._thread.start()
+
+    def _drive(self) -> None:
+        """Poll back to back, in a thread that owns the consumer.
+
+        kafka-python 3.0 drops a join whose JoinGroup/SyncGroup finished while no `poll` was
+        waiting on it (the next poll finds the task done and sends a fresh JoinGroup). The broker
+        holds a JoinGroup for seconds, so a loop that polls in short slices between other work
+        rejoins again and again; a thread that is always inside `poll` takes every answer.
+        """
+        try:
+            while not self._closing.is_set():
+                poll(self.consumer, 500)
+        finally:
+            try:
+                self.consumer.close()  # leaving: our slots are handed over in the next round
+            except Exception:  # pragma: no cover - closing with the broker gone
+                log.warning("leaving the ingest group failed", exc_info=True)
 
     def _partitions(self, consumer: KafkaConsumer) -> int:
         deadline = time.monotonic() + 30
@@ -114,7 +131,7 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         with self._lock:
             for s in slots:
                 self._owned[s] = epoch
-            self._anchor = max(self._anchor, time.monotonic())
+        self.lease.renew()
         log.info("ingest %s: given slots %s in generation %d", self.me, slots, epoch)
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
@@ -137,10 +154,6 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.warning("flush on revocation failed", exc_info=True)
 
     # ---- what the rest of ingest asks --------------------------------------------------------
-    def poll(self, timeout_ms: int) -> None:
-        """Drive the group protocol (joins, syncs); the slots topic itself carries nothing."""
-        poll(self.consumer, timeout_ms)
-
     def slot(self, camera_id: str) -> int:
         return slot_of(camera_id, self.slots)
 
@@ -159,19 +172,13 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         return epoch
 
     def lease_held(self) -> bool:
-        hb: Any = getattr(self.consumer._coordinator, "heartbeat", None)  # see the module docstring
-        with self._lock:
-            if hb is not None and hb.last_receive >= hb.last_send > self._anchor:
-                self._anchor = hb.last_send  # the newest heartbeat sent was answered
-            return time.monotonic() - self._anchor < self._lease_s
+        return self.lease.held()
 
     def owned_slots(self) -> dict[int, int]:
         with self._lock:
             return dict(self._owned)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         """Leave the group: our slots are handed over in the next round, not after a timeout."""
-        try:
-            self.consumer.close()
-        except Exception:  # pragma: no cover - closing with the broker gone
-            log.warning("leaving the ingest group failed", exc_info=True)
+        self._closing.set()
+        self._thread.join(timeout_s)
