@@ -15,7 +15,7 @@ from dashboard.state import AppState, get_state
 Role = Literal["viewer", "admin"]
 RANK: dict[str, int] = {"viewer": 0, "admin": 1}
 # Browsers cannot set headers on EventSource or <img>: these GETs may carry ?api_key=.
-QUERY_KEY_PATHS = ("/api/events/stream", "/api/alerts/stream", "/api/snapshots/", "/api/cameras/")
+QUERY_KEY_PATHS = ("/api/events/stream", "/api/alerts/", "/api/snapshots/", "/api/cameras/")
 
 
 class InsecureConfig(RuntimeError):
