@@ -223,6 +223,9 @@ class ApiConfig(_Section):
     sse_max_streams: int = Field(256, ge=1, description="open event streams, all callers together")
     sse_max_streams_per_key: int = Field(32, ge=1, description="open event streams per API key")
     sse_max_streams_per_client: int = Field(64, ge=1, description="open event streams per client address")
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="names besides the bound address and loopback that the Host header may carry"
+    )
     sse_max_lifetime_s: float = Field(
         3600.0, gt=0, le=86400, description="a stream ends after this long; EventSource resumes it"
     )

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import OperationalError
 
 from bus.topics import Topics
@@ -28,6 +29,7 @@ from dashboard import (
     live,
 )
 from dashboard.auth import check_exposure
+from dashboard.guards import HostOriginGuard, SecurityHeaders
 from dashboard.limits import BodyLimit, ConcurrencyLimit, RateLimiter, StreamSlots, TokenBudget
 from dashboard.state import AppState
 from sinks.store import Store
@@ -57,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         await state.aclose()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc load Swagger UI and ReDoc from the app, not a CDN
         title="Sightline",
         version="0.1.0",
         description=(
@@ -86,6 +88,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.middleware("http")(_observe)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(ConcurrencyLimit, max_requests=settings.api.max_concurrency)
+    app.add_middleware(HostOriginGuard, api=settings.api)  # before anything else runs
+    app.add_middleware(SecurityHeaders)  # outermost: every answer gets the headers, refusals too
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

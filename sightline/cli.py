@@ -136,8 +136,23 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 def cmd_schema_export(args: argparse.Namespace) -> int:
     from bus.schema import export_schemas
 
-    for path in export_schemas(args.dir):
+    if args.dir is None and args.asyncapi is None:
+        print("schema export: give DIR (JSON Schemas), --asyncapi FILE, or both", file=sys.stderr)
+        return 2
+    for path in export_schemas(args.dir) if args.dir is not None else []:
         print(path)
+    if args.asyncapi is not None:
+        import json
+        from importlib.metadata import PackageNotFoundError, version
+
+        from bus.asyncapi import document
+
+        try:
+            v = version("sightline")
+        except PackageNotFoundError:  # running from a checkout without an install
+            v = "0"
+        args.asyncapi.write_text(json.dumps(document(_settings(args).bus, v), indent=2) + "\n")
+        print(args.asyncapi)
     return 0
 
 
@@ -281,8 +296,14 @@ def build_parser(verb_hint: str | None = "bench") -> argparse.ArgumentParser:
 
     sp = sub.add_parser("schema", help="message contracts")
     ssub = sp.add_subparsers(dest="what", required=True)
-    se = ssub.add_parser("export", help="write the JSON Schema of every message kind to DIR")
-    se.add_argument("dir", type=Path)
+    se = ssub.add_parser(
+        "export", help="write the JSON Schema of every message kind to DIR, and/or the AsyncAPI document"
+    )
+    se.add_argument("dir", type=Path, nargs="?")
+    se.add_argument(
+        "--asyncapi", type=Path, metavar="FILE", help="write an AsyncAPI 3 document of every topic"
+    )
+    se.add_argument("--config", "-c", help="config whose topic prefix, partitions and bootstrap to describe")
     se.set_defaults(fn=cmd_schema_export)
 
     srch = sub.add_parser("search", help="search history by words and meaning; rebuild the index")
