@@ -19,6 +19,7 @@ from bus.topics import Topics
 from configs import Settings
 from dashboard import (
     api_ask,
+    api_clips,
     api_draft,
     api_entities,
     api_events,
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         api_search,
         api_draft,
         api_rules,
+        api_clips,
     ):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
