@@ -90,8 +90,8 @@ def test_draw_a_zone_save_a_rule_and_see_its_alert(stack: tuple[Settings, str]) 
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.goto(url + "/")
-            expect(page.locator("#geo-camera option[value=door]")).to_have_count(1, timeout=15_000)
-            page.wait_for_function("document.querySelector('#geo-img').naturalWidth > 0", timeout=15_000)
+            expect(page.locator("#geo-camera option[value=door]")).to_have_count(1, timeout=30_000)
+            page.wait_for_function("document.querySelector('#geo-img').naturalWidth > 0", timeout=30_000)
 
             # Draw the gate: four clicks on the snapshot, then save it as a zone.
             canvas = page.locator("#geo-canvas")
