@@ -30,6 +30,8 @@ from bus import checkpoints
 from bus.contracts import ControlMessage, FrameMeta, StatusUpdate
 from bus.control import ControlFollower, ControlState
 from bus.kafka import (
+    PRODUCER_HEADER,
+    GroupLease,
     PoisonMessage,
     Producer,
     commit_offsets,
@@ -82,6 +84,10 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             del self.camera_partition[cam]
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.lease.renew()  # a join and sync just completed: we are a member as of now
+        self._restore(assigned)
+
+    def _restore(self, assigned: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in assigned if tp.topic == self.topics.frames]
         states = checkpoints.restore(self.bootstrap, self.producer, self.topics.analyzer_state, parts)
         for cam, state in states.items():
@@ -98,6 +104,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             self.bootstrap, [], self.settings.analyzer.group_id, client_id=self.worker, max_poll_records=32
         )
         self.consumer.subscribe([self.topics.frames], listener=self)
+        self.lease = GroupLease(self.consumer)
         self._status("running")
         try:
             while not self.stop.is_set():
@@ -168,6 +175,8 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             await asyncio.gather(*(one_camera(recs) for recs in by_camera.values()))
         finally:
             self.processor.drop_ahead()
+        if not self._still_owner(records, out):
+            return
         self._produce(out, touched)
         self._commit(records, failed)
         if failed:
@@ -199,6 +208,38 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         touched[meta.camera_id] = r.partition
         return await self.processor.process(meta, jpeg, r.offset)
 
+    def _still_owner(self, records: list[ConsumerRecord], out: Outputs) -> bool:
+        """After the engine answered, before anything is produced: are these partitions still ours?
+
+        A worker paused mid-batch (SIGSTOP, a frozen VM) wakes up with answers for partitions the
+        group may have given to another worker meanwhile. Its lease (`bus.kafka.GroupLease`) says
+        whether the coordinator can have expelled it; if so, the batch is dropped unproduced and
+        uncommitted: the partitions' owner, now or after our rejoin, does it again.
+        """
+        if self.lease.held():
+            return True
+        self.processor.counters["batches_dropped_lease_lost"] += 1
+        first: dict[int, int] = {}
+        for r in records:
+            first[r.partition] = min(first.get(r.partition, r.offset), r.offset)
+        # Trackers and cursors moved on with the dropped answers: back to the last checkpoint, and
+        # if the partitions stay ours the batch is read again (else the new owner restores them).
+        tps = [TopicPartition(self.topics.frames, p) for p in first]
+        self.on_partitions_revoked(tps)
+        still = [tp for tp in tps if tp in set(self.consumer.assignment())]
+        if still:
+            self._restore(still)
+            for tp in still:
+                self.consumer.seek(tp, first[tp.partition])
+        log.warning(
+            "group lease lost while working (paused or cut off): dropped a batch of %d frames with "
+            "%d events and %d summaries unproduced; the partitions' owner redoes it",
+            len(records),
+            len(out.events),
+            len(out.summaries),
+        )
+        return False
+
     def _current_owner(self, r: ConsumerRecord) -> bool:
         """False for a frame or marker a stale ingest owner published (counted); poison passes on
         to `_one`, which dead-letters it."""
@@ -215,11 +256,12 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         return False
 
     def _produce(self, out: Outputs, touched: dict[str, int]) -> None:
+        who = [(PRODUCER_HEADER, self.worker.encode())]
         for e in out.events:
-            self.producer.send(self.topics.detections, e.camera_id, e)
+            self.producer.send(self.topics.detections, e.camera_id, e, headers=who)
             metrics.event(e.camera_id, e.query_id, e.phase)
         for s in out.summaries:
-            self.producer.send(self.topics.summaries, s.camera_id, s)
+            self.producer.send(self.topics.summaries, s.camera_id, s, headers=who)
             metrics.summary(s.camera_id, s.query_id)
         for cam, partition in touched.items():
             checkpoints.write(
