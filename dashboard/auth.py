@@ -21,7 +21,7 @@ RANK: dict[str, int] = {"viewer": 0, "admin": 1}
 # from /api/media-token), else `?api_key=`. Every other route wants a header (a key in a URL ends
 # up in histories and logs).
 BROWSER_PATHS = re.compile(
-    r"^/api/(events/stream|alerts/stream|snapshots/[^/]+|cameras/[^/]+/(snapshot|clip)"
+    r"^/api/(events/stream|alerts/stream|alerts/[^/]+/snapshot|snapshots/[^/]+|cameras/[^/]+/(snapshot|clip)"
     r"|events/[^/]+/(clip|evidence))$"
 )
 MEDIA_TOKEN_TTL_S = 300
