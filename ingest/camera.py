@@ -374,7 +374,8 @@ class CameraWorker:
         frames = 0
         last_at: float | None = None  # when the last frame was decoded
         counter = metrics.FRAMES_DECODED.labels(metrics.cam(plan.camera_id))
-        recorder = self.recorder if source.live and isinstance(source, VideoSource) else None
+        # Which cameras record is the manager's decision (a file camera is its own recording).
+        recorder = self.recorder if isinstance(source, VideoSource) else None
         if recorder is not None and isinstance(source, VideoSource):
             recorder.begin(source.stream, self.session)
             source.on_packet = recorder.packet
