@@ -168,7 +168,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  decode + evaluate    {with_decode:12,.0f} events per CPU second")
     if produced is not None:
         print(f"  analyzer produces    {produced:12,.1f} events/s (one replay, scripted engine, 2 fps)")
-        print(f"  ratio                {wall_rate / produced if produced else float('inf'):12,.1f} x (wall clock, both)")
+        ratio = wall_rate / produced if produced else float("inf")
+        print(f"  ratio                {ratio:12,.1f} x (wall clock, both)")
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     if rate < args.target:
