@@ -168,6 +168,25 @@ async def clip_link(api: Api, event_id: str, span: str = "event", annotate: bool
     }
 
 
+async def ask_history(
+    api: Api, question: str, hours: float | None = None, max_hits: int = 10
+) -> dict[str, Any]:
+    """An answer from stored events (search hits, their text and best snapshots), citing them."""
+    since = (datetime.now(UTC) - timedelta(hours=hours)).isoformat() if hours else None
+    body = _drop_none({"scope": "history", "question": question, "since": since}) | {
+        "max_hits": max(1, min(max_hits, 50))
+    }
+    answer = await api.call("POST", "/api/ask", json=body)
+    keep = ("kind", "id", "camera_id", "query_id", "label", "start", "end", "description", "snapshot_url")
+    return {
+        "answer": answer.get("answer"),
+        "citations": answer.get("citations", []),
+        "hits": [{k: h.get(k) for k in keep} for h in answer.get("hits", [])],
+        "model_called": answer.get("model_called"),
+        "engine": answer.get("engine"),
+    }
+
+
 async def list_queries(api: Api) -> list[dict[str, Any]]:
     return list(await api.call("GET", "/api/queries"))
 
@@ -240,6 +259,13 @@ TOOLS: tuple[ToolSpec, ...] = (
         "/api/events/{event_id}/clip",
         False,
         "The URL of the video clip around an event (`span='track'`: its whole track).",
+    ),
+    ToolSpec(
+        "ask_history",
+        ask_history,
+        "/api/search",  # history answers are built on the search index
+        False,
+        "Ask about what happened (stored events and summaries); the answer cites the events it used.",
     ),
     ToolSpec("list_queries", list_queries, "/api/queries", False, "The standing queries and their cameras."),
     ToolSpec(

@@ -107,7 +107,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    from dashboard.mcp_server import serve_http, serve_stdio
+    try:
+        from dashboard.mcp_server import serve_http, serve_stdio
+    except ImportError as exc:  # the SDK is an extra
+        print(f"sightline mcp needs the `mcp` extra: pip install 'sightline[mcp]' ({exc})", file=sys.stderr)
+        return 2
     from lifecycle.process import setup_logging, worker_id
 
     overrides: dict[str, Any] = {k: v for k, v in (("api_url", args.api), ("port", args.mcp_port)) if v}
