@@ -66,9 +66,8 @@ def plan_from_segments(
         # ones are taken whole: a segment begins with a keyframe, and dropping its first packets
         # because two segments overlap by a few milliseconds would break decoding.
         first = not pieces
-        pieces.append(
-            Piece(path, s.start_ts, start if first else s.start_ts - 1.0, end, (s.start_ts, s.end_ts))
-        )
+        span = (s.start_ts, s.end_ts)
+        pieces.append(Piece(path, s.start_ts, start if first else s.start_ts - 1.0, end, span, ours=True))
         cursor = max(cursor, s.end_ts)
     if end - cursor > tolerance_s:
         gaps.append((cursor, end, "not recorded (yet)"))
