@@ -94,6 +94,27 @@ def get_event(store: Store, event_id: str) -> ObjectEvent | None:
     return None if payload is None else ObjectEvent.model_validate_json(payload)
 
 
+def first_event_of_track(store: Store, track_key: str) -> str | None:
+    """The first stored event of a track, by the track's key (what search hits and timelines name)."""
+    c = t.events.c
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(t.tracks.c.camera_id, t.tracks.c.query_id, t.tracks.c.track_id).where(
+                t.tracks.c.id == track_key
+            )
+        ).first()
+        if row is None:
+            return None
+        q = (
+            select(c.event_id)
+            .where(c.camera_id == row.camera_id, c.query_id == row.query_id, c.track_id == row.track_id)
+            .order_by(c.pts_s, c.seq)
+            .limit(1)
+        )
+        found = conn.execute(q).scalar()
+    return None if found is None else str(found)
+
+
 def track_events(store: Store, ev: ObjectEvent) -> list[ObjectEvent]:
     """Every stored event of the event's track, in media-time order."""
     c = t.events.c
