@@ -6,7 +6,9 @@ a packet at timeline time T sits at T - origin in the clip, so a hole between pi
 hole (players hold the last frame) and box times map to video times by one subtraction.
 
 Remuxed clips start at the keyframe at or before the requested start (no re-encode at all);
-annotated clips are decoded and re-encoded anyway, so they start exactly at `start`.
+annotated clips are decoded and re-encoded anyway, so they start exactly at `start`. A source
+whose codec MP4 cannot carry (a file camera's MS-MPEG4 AVI, such as the demo's vtest) is
+re-encoded to H.264 like an annotated clip without boxes: a clip that plays beats a 500.
 A piece that cannot be read (missing, corrupt, cut short) becomes a gap, never an error.
 """
 
@@ -117,7 +119,12 @@ def remux(pieces: list[Piece], out_path: Path) -> ClipResult:
                     if not pkt.is_keyframe:
                         continue  # a clip must start on a keyframe
                     out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
-                    ostream = out.add_stream_from_template(pkt.stream)
+                    try:
+                        ostream = out.add_stream_from_template(pkt.stream)
+                    except ValueError:  # a codec MP4 cannot hold (the MS-MPEG4 of an old AVI)
+                        out.close()
+                        out = None
+                        return annotate(pieces, out_path, pieces[0].start, lambda _t: [])
                     ostream.time_base = OUT_TB
                     result.origin = t
                 assert result.origin is not None

@@ -247,3 +247,21 @@ def test_a_segment_path_outside_the_recordings_directory_is_a_gap_not_a_file(
     )
     assert r.status_code == 404  # nothing readable: the only segment was refused
     assert "outside" in json.dumps(r.json())
+
+
+def test_a_file_camera_whose_codec_mp4_cannot_hold_is_re_encoded_not_a_server_error(
+    vtest: Path, tmp_path: Path
+) -> None:
+    """vtest.avi (the demo's camera) is MS-MPEG4 in AVI: copying its packets into MP4 is refused."""
+    from sinks.clipcut import Piece, remux
+
+    with av.open(str(vtest)) as c:
+        assert c.streams.video[0].codec_context.name.startswith("msmpeg4")
+    out = tmp_path / "clip.mp4"
+    result = remux([Piece(vtest, 0.0, 2.0, 5.0, (2.0, 5.0))], out)
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = list(c.decode(stream))
+    assert result.origin == 2.0 and result.frames == len(frames)
+    assert 2.5 <= len(frames) / 10.0 <= 3.1  # vtest is 10 fps: about 3 s of it
