@@ -92,6 +92,9 @@ class FrameProcessor:
         self.on_boxes: Callable[[FrameMeta, QuerySpec, list[Detection]], None] | None = None
         self._sem = asyncio.Semaphore(config.max_concurrency)
         self._ahead: dict[AheadKey, asyncio.Future[Grounding]] = {}  # calls started by `prefetch`
+        # The last call `prefetch` planned per (camera, query), so frames prefetched later (more
+        # arrived while earlier ones are still being answered) continue the same schedule.
+        self._planned: dict[Key, tuple[str, float]] = {}
 
     def tracker(self, key: Key) -> Tracker:
         if key not in self.trackers:
@@ -125,6 +128,7 @@ class FrameProcessor:
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
                 self.counters["skipped_already_processed"] += 1
             elif self._due(q, meta, self.last_call):
+                self._drop_older_ahead((meta.camera_id, q.id), meta)
                 call = self._ahead.pop(((meta.camera_id, q.id), meta.source_session, meta.frame_id), None)
                 if call is None:
                     frame = frame or _frame(meta, jpeg)
@@ -163,7 +167,7 @@ class FrameProcessor:
         frames are due is decided as `process` will decide it, assuming the earlier calls succeed;
         a call that is not used (the batch failed, a frame went stale) is cancelled by `drop_ahead`.
         """
-        last_call = dict(self.last_call)
+        last_call = {**self.last_call, **self._planned}
         for meta, jpeg in frames:
             if self._stale(meta):
                 continue
@@ -175,15 +179,25 @@ class FrameProcessor:
                     continue
                 if self.cursors.get(key, Cursor()).covers(meta) or not self._due(q, meta, last_call):
                     continue
-                last_call[key] = (meta.source_session, meta.pts_s)
+                last_call[key] = self._planned[key] = (meta.source_session, meta.pts_s)
                 frame = frame or _frame(meta, jpeg)
                 self._ahead[ahead] = asyncio.ensure_future(self._call(q, frame))
 
-    def drop_ahead(self) -> None:
-        """Cancel the prefetched calls nobody took (a failed batch is redelivered and asks again)."""
-        for call in self._ahead.values():
-            call.cancel()
-        self._ahead.clear()
+    def drop_ahead(self, camera_id: str | None = None) -> None:
+        """Cancel the prefetched calls nobody took (a failed batch is redelivered and asks again),
+        of one camera (its lane went idle or failed) or of all."""
+        for ahead in [a for a in self._ahead if camera_id is None or a[0][0] == camera_id]:
+            self._ahead.pop(ahead).cancel()
+        for key in [k for k in self._planned if camera_id is None or k[0] == camera_id]:
+            del self._planned[key]
+
+    def _drop_older_ahead(self, key: Key, meta: FrameMeta) -> None:
+        """Calls prefetched for frames of this (camera, query) that `process` has passed will never
+        be taken (an earlier answer changed the schedule): cancel them now, not when the lane idles."""
+        for ahead in [
+            a for a in self._ahead if a[0] == key and a[1] == meta.source_session and a[2] < meta.frame_id
+        ]:
+            self._ahead.pop(ahead).cancel()
 
     async def _call(self, q: QuerySpec, frame: Frame) -> Grounding:
         async with self._sem:
@@ -382,6 +396,7 @@ class FrameProcessor:
 
     def forget_camera(self, camera_id: str) -> None:
         """Drop a camera's in-memory state (its partition moved to another worker)."""
+        self.drop_ahead(camera_id)
         for table in (self.trackers, self.windowers, self.unsummarized, self.last_call, self.cursors):
             for key in [k for k in table if k[0] == camera_id]:
                 del table[key]

@@ -68,6 +68,7 @@ class Scenario(_M):
     reasoning: Literal["inline", "reasoning_content", "reasoning"] = "inline"
     thinking_text: str = "Let me look at the image carefully before answering."
     latency_s: float = Field(0.0, ge=0)
+    latency_by_width: dict[int, float] = Field(default_factory=dict, description="extra latency per image width")
     hang_s: float = Field(30.0, ge=0)
     video: bool = True  # accept video_url parts (vLLM/SGLang do; a 400 like a server without it otherwise)
     colours: tuple[ColourSpec, ...] = (ColourSpec(),)

@@ -150,6 +150,9 @@ async def _answer(state: ScriptState, body: dict[str, Any], headers: dict[str, s
     if step and step.status >= 400:
         return _error(step.status, step.error)
     media = read_media(body, decode=sc.mode == "colour" and step is None)
+    by_width = max((sc.latency_by_width.get(w, 0.0) for w, _ in media.sizes), default=0.0)
+    if by_width:  # one camera's answers slow, another's fast: cameras told apart by frame width
+        await asyncio.sleep(by_width)
     if media.videos and not sc.video:
         # What a server without video support says (a 400, so the client can fall back to frames).
         return _error(400, "video_url content is not supported by this model/server")
