@@ -3,19 +3,20 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Debian packages: vtest.avi sample video; RTSP test server (GStreamer); headless Chromium; compose validation.
+# Debian packages: vtest.avi sample video; RTSP test server (GStreamer); headless Chromium; compose validation;
+# promtool (prometheus) to lint every process's /metrics.
 DEMO_DEBS := opencv-doc
 TEST_DEBS := opencv-doc chromium python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
-	gstreamer1.0-libav gstreamer1.0-tools docker-compose
+	gstreamer1.0-libav gstreamer1.0-tools docker-compose prometheus
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit broker e2e audit audit-strict install install-dev debs-demo debs-test clean
+.PHONY: demo test lint typecheck unit broker e2e audit audit-strict install install-dev debs-demo debs-test pgvector clean
 
 demo: install debs-demo
 	$(BIN)/sightline up --config demo
 
-test: install-dev debs-test lint typecheck audit
+test: install-dev debs-test pgvector lint typecheck audit
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 lint: install-dev
@@ -61,6 +62,9 @@ debs-demo:
 	@bash scripts/ensure-debs.sh $(DEMO_DEBS)
 debs-test:
 	@bash scripts/ensure-debs.sh $(TEST_DEBS)
+# pgvector into the local PostgreSQL (search's vector index), built from ../shared/vendor when missing.
+pgvector:
+	@bash scripts/ensure-pgvector.sh
 
 clean:
 	rm -rf $(VENV) data artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from analyzer import metrics
+from analyzer.describe import Describer
 from analyzer.events import object_events
 from analyzer.snapshots import SnapshotWriter
 from analyzer.tracking import Detection, Tracker, TrackEvent
@@ -95,6 +98,7 @@ class FrameProcessor:
         # The last call `prefetch` planned per (camera, query), so frames prefetched later (more
         # arrived while earlier ones are still being answered) continue the same schedule.
         self._planned: dict[Key, tuple[str, float]] = {}
+        self.describer = Describer(engine, self._sem, self.counters)
 
     def tracker(self, key: Key) -> Tracker:
         if key not in self.trackers:
@@ -104,12 +108,14 @@ class FrameProcessor:
     async def process(self, meta: FrameMeta, jpeg: bytes, offset: int = -1) -> Outputs:
         out = Outputs()
         self.counters["frames"] += 1
+        metrics.frame(meta.camera_id)
         queries = self.control.queries_for(meta.camera_id)
         if not queries:
             self.counters["frames_without_query"] += 1
+            metrics.skipped(meta.camera_id, "no_query")
             return out
         if self._stale(meta):
-            self.counters["skipped_lag"] += 1
+            self._skip("lag", meta.camera_id)
             for q in queries:  # time still passes for the tracks
                 if q.kind == "grounding":
                     out.events += self._events(
@@ -126,7 +132,7 @@ class FrameProcessor:
                 for window in held + self._windower(q, meta).add(meta, jpeg, offset):
                     tasks.append(self._summarize(q, meta.camera_id, window))
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
-                self.counters["skipped_already_processed"] += 1
+                self._skip("already_processed", meta.camera_id)
             elif self._due(q, meta, self.last_call):
                 self._drop_older_ahead((meta.camera_id, q.id), meta)
                 call = self._ahead.pop(((meta.camera_id, q.id), meta.source_session, meta.frame_id), None)
@@ -135,7 +141,7 @@ class FrameProcessor:
                     call = asyncio.ensure_future(self._call(q, frame))
                 tasks.append(self._ground(q, meta, call, jpeg))
             else:
-                self.counters["skipped_interval"] += 1
+                self._skip("interval", meta.camera_id)
                 tracker = self.tracker((meta.camera_id, q.id))
                 out.events += self._events(q, meta, tracker.expire(meta.pts_s, meta.frame_id, meta.wall_ts))
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -148,6 +154,10 @@ class FrameProcessor:
         if failure is not None:
             raise failure
         return out
+
+    def _skip(self, reason: str, camera_id: str) -> None:
+        self.counters[f"skipped_{reason}"] += 1
+        metrics.skipped(camera_id, reason)
 
     def _stale(self, meta: FrameMeta) -> bool:
         age = (utcnow() - meta.wall_ts).total_seconds()
@@ -200,8 +210,16 @@ class FrameProcessor:
             self._ahead.pop(ahead).cancel()
 
     async def _call(self, q: QuerySpec, frame: Frame) -> Grounding:
+        cam = frame.camera_id or ""
         async with self._sem:
-            [g] = await self.engine.ground([frame], q.text, thinking=q.thinking)
+            started = time.perf_counter()
+            try:
+                [g] = await self.engine.ground([frame], q.text, thinking=q.thinking)
+            except EngineError as exc:
+                outcome = "refused" if isinstance(exc, UnsupportedQuery) else "error"
+                metrics.call(cam, q.id, "ground", outcome, time.perf_counter() - started, None)
+                raise
+        metrics.call(cam, q.id, "ground", "ok", time.perf_counter() - started, g.usage)
         return g
 
     async def _ground(
@@ -228,7 +246,7 @@ class FrameProcessor:
         self.last_call[key] = (meta.source_session, meta.pts_s)
         self.cursors[key] = Cursor(meta.source_session, meta.frame_id)
         if not g.boxes and g.unreadable:  # garbled, which is not "nothing there"
-            self.counters["skipped_unreadable"] += 1  # asking again would give the same: skip, counted
+            self._skip("unreadable", meta.camera_id)  # asking again would give the same: skip, counted
             expired = self.tracker(key).expire(meta.pts_s, meta.frame_id, meta.wall_ts)
             return Outputs(events=self._events(q, meta, expired))
         sx, sy = meta.width / meta.encoded_width, meta.height / meta.encoded_height
@@ -257,7 +275,12 @@ class FrameProcessor:
             boxes = [(d.bbox, d.label) for d in dets]
             rel = f"{meta.camera_id}/{q.id}/{meta.source_session[:8]}-{meta.frame_id}.jpg"
             snapshot = self.snapshots.write(rel, jpeg, boxes, (1 / sx, 1 / sy))
-        return Outputs(events=self._events(q, meta, steps, latency_ms=g.latency_ms, snapshot=snapshot))
+        events = self._events(q, meta, steps, latency_ms=g.latency_ms, snapshot=snapshot)
+        if q.describe and steps:
+            events = await self.describer.annotate(
+                q, meta.camera_id, jpeg, (meta.width, meta.height), steps, events
+            )
+        return Outputs(events=events)
 
     def _events(
         self,
@@ -294,10 +317,13 @@ class FrameProcessor:
             ),
             camera_id=camera_id,
         )
+        started = time.perf_counter()
         try:
             async with self._sem:
+                started = time.perf_counter()  # the wait for a slot is not the engine's latency
                 r = await self.engine.summarize(clip, q.text, thinking=q.thinking)
         except EngineError as exc:
+            metrics.call(camera_id, q.id, "summarize", "error", time.perf_counter() - started, None)
             self.counters["engine_errors"] += 1
             log.warning("summary failed: %s", exc, extra={"query_id": q.id, "camera_id": camera_id})
             if exc.retryable:  # the window is closed: keep it to summarize when the frame is retried
@@ -305,6 +331,7 @@ class FrameProcessor:
                 raise EngineUnavailable(str(exc)) from exc
             return Outputs()
         self.counters["summaries"] += 1
+        metrics.call(camera_id, q.id, "summarize", "ok", time.perf_counter() - started, r.usage)
         ws, we = window.start_s, window.end_s
         segs = tuple(
             Segment(

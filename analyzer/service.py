@@ -22,17 +22,20 @@ from kafka import ConsumerRebalanceListener
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from analyzer import checkpoints
+from analyzer import metrics
 from analyzer.core import EngineUnavailable, FrameProcessor, Outputs
+from analyzer.fence import OwnerFence
 from analyzer.intake import check_frame
 from analyzer.lanes import Item, Lane, Ledger, Peeked
 from analyzer.snapshots import SnapshotWriter
+from bus import checkpoints
 from bus.contracts import ControlMessage, FrameMeta, StatusUpdate
 from bus.control import ControlFollower, ControlState
 from bus.kafka import (
     PoisonMessage,
     Producer,
     commit_offsets,
+    consumer_lag,
     dead_letter,
     decode_end_of_stream,
     decode_frame,
@@ -40,9 +43,11 @@ from bus.kafka import (
     make_consumer,
     poll,
 )
+from bus.redact import install_log_redaction
 from bus.topics import Topics
 from configs.settings import Settings
 from glm45v_engine import load_engine
+from lifecycle.metrics import set_consumer_lag
 from lifecycle.process import require_bootstrap, worker_id
 
 log = logging.getLogger(__name__)
@@ -65,11 +70,13 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.control = ControlState()
         self.control_inbox: queue.Queue[ControlMessage] = queue.Queue()
         self.engine = load_engine(settings.engine)
+        metrics.ENGINE.engine = self.engine
         self.processor = FrameProcessor(
             self.engine, settings.analyzer, self.control, snapshots=SnapshotWriter(settings.data_dir)
         )
         self.producer = Producer(self.bootstrap, client_id=self.worker)
         self.camera_partition: dict[str, int] = {}
+        self.fence = OwnerFence()  # frames of a stale ingest owner are dropped (ingest.ownership)
         self.lanes: dict[str, Lane] = {}
         self.ledger = Ledger()
         self.rewind: dict[int, tuple[int, float]] = {}  # partition -> (offset, resume at, monotonic)
@@ -168,6 +175,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                         (r for rs in batch.values() for r in rs), key=lambda r: (r.partition, r.offset)
                     )
                     self._dispatch(records)
+                    set_consumer_lag(self.settings.analyzer.group_id, consumer_lag(self.consumer))
                 else:
                     await asyncio.sleep(LOOP_S)
                 await self._settle()
@@ -180,6 +188,10 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         for r in records:
             if r.partition in self.rewind:
                 continue  # fetched before the pause; delivered again after the seek
+            if not self._current_owner(r):
+                self.ledger.dispatched(r.partition, r.offset)
+                self.ledger.settled(r.partition, r.offset)  # nothing to do for it: done
+                continue
             cam = (r.key or b"").decode("utf-8", "replace")
             lane = self.lanes.get(cam) or self.lanes.setdefault(cam, Lane(cam))
             lane.partition = r.partition
@@ -361,17 +373,35 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         except PoisonMessage as exc:
             dead_letter(self.producer, self.topics.deadletter, r, str(exc), self.worker)
             self.processor.counters["dead_lettered"] += 1
+            metrics.DEAD_LETTERED.inc()
             return Outputs()
         if eos is not None:
             return await self.processor.finish(eos.camera_id, wall=eos.ts)
         self.camera_partition[meta.camera_id] = r.partition
         return await self.processor.process(meta, jpeg, r.offset)
 
+    def _current_owner(self, r: ConsumerRecord) -> bool:
+        """False for a frame or marker a stale ingest owner published (counted); poison passes on
+        to `_one`, which dead-letters it."""
+        try:
+            eos = decode_end_of_stream(r)
+            if eos is not None:
+                return self.fence.admit(eos.camera_id, "", eos.owner_epoch)
+            meta, _ = decode_frame(r)
+        except PoisonMessage:
+            return True
+        if self.fence.admit(meta.camera_id, meta.owner, meta.owner_epoch):
+            return True
+        self.processor.counters["skipped_stale_owner"] += 1
+        return False
+
     def _send(self, out: Outputs) -> None:
         for e in out.events:
             self.producer.send(self.topics.detections, e.camera_id, e)
+            metrics.event(e.camera_id, e.query_id, e.phase)
         for s in out.summaries:
             self.producer.send(self.topics.summaries, s.camera_id, s)
+            metrics.summary(s.camera_id, s.query_id)
 
     def _maybe_status(self) -> None:
         if time.monotonic() - self._last_status >= STATUS_EVERY_S:
@@ -422,4 +452,5 @@ def _peek_frame(r: ConsumerRecord, max_bytes: int) -> tuple[FrameMeta, bytes] | 
 
 
 def run(settings: Settings, stop: threading.Event) -> int:
+    install_log_redaction()
     return AnalyzerWorker(settings, stop).run()

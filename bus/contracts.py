@@ -7,31 +7,21 @@ can refuse what it does not understand. Frame pixels travel as JPEG bytes; their
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="letters, digits, _ . -; up to 64")]
+from bus.fields import ID_PATTERN as ID_PATTERN  # re-exported: the API checks path ids with it
+from bus.fields import EntityId, Text
+from bus.rulespec import LineSpec, RuleSpec, ZoneSpec
+
 BBox = tuple[float, float, float, float]
+RecordMode = Literal["off", "continuous", "events"]
 
 # Fixed namespace so ids are the same on every machine and in every run.
 ID_NAMESPACE = uuid.UUID("6f1d9c2e-5b7a-4e0f-9a43-2c8d7e15b0a1")
-# C0 control characters other than tab, newline and carriage return, and DEL. NUL in particular:
-# PostgreSQL refuses it in text and JSON, so a name holding one would be stored nowhere.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def no_control_chars(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters (NUL and the like)")
-    return value
-
-
-Text = Annotated[str, AfterValidator(no_control_chars)]
 
 
 def stable_id(*parts: object) -> str:
@@ -84,6 +74,13 @@ class FrameMeta(Envelope):
     motion_score: float | None = None
     sampled_reason: Literal["sample", "motion", "scene_change", "heartbeat", "keyframe", "first"] = "sample"
     live: bool = Field(True, description="paced like a camera; false for a file played as fast as possible")
+    owner: str = Field("", description="the ingest worker that published it")
+    owner_epoch: int = Field(
+        -1,
+        ge=-1,
+        description="consumer-group generation in which `owner` was given this camera; consumers drop "
+        "frames whose epoch is below one they already saw for the camera (a stale owner); -1 = unfenced",
+    )
 
 
 class ObjectEvent(Envelope):
@@ -108,6 +105,12 @@ class ObjectEvent(Envelope):
     model: str
     latency_ms: float = 0.0
     snapshot: str | None = None
+    description: str | None = Field(
+        None, max_length=1000, description="one sentence about the object, for queries with `describe: true`"
+    )
+    description_engine: str | None = Field(
+        None, description="who wrote it; `baseline` means a template (label + colour), not a model"
+    )
 
     @field_validator("bbox_norm")
     @classmethod
@@ -149,7 +152,7 @@ class Summary(Envelope):
 class StatusUpdate(Envelope):
     SCHEMA: ClassVar[str] = "sightline.status/1"
 
-    component: Literal["camera", "ingest", "analyzer", "sink", "api"]
+    component: Literal["camera", "ingest", "analyzer", "sink", "api", "rules"]
     id: str = Field(description="camera_id for cameras, worker id otherwise")
     worker: str = ""
     state: Literal["starting", "streaming", "reconnecting", "running", "stopped", "failed"]
@@ -175,6 +178,9 @@ class CameraSpec(Envelope):
     realtime: bool | None = Field(None, description="files: pace like a live camera")
     loop: bool = Field(False, description="files: start again at the end")
     keyframes_only: bool | None = None
+    record: RecordMode | None = Field(
+        None, description="live cameras: off, continuous or events (default: recording.mode)"
+    )
 
 
 class QuerySpec(Envelope):
@@ -191,30 +197,41 @@ class QuerySpec(Envelope):
     )
     thinking: bool = False
     enabled: bool = True
+    describe: bool = Field(
+        False, description="grounding: one sentence per tracked object (an engine call per track, counted)"
+    )
 
     def applies_to(self, camera_id: str) -> bool:
         return self.enabled and ("*" in self.cameras or camera_id in self.cameras)
 
 
 class ControlMessage(Envelope):
-    """A registration or deletion on the control topic, keyed `camera:<id>` / `query:<id>`."""
+    """A registration or deletion on the control topic, keyed `<kind>:<id>` (camera, query, and the
+    zones, lines and rules the rules process follows)."""
 
     SCHEMA: ClassVar[str] = "sightline.control/1"
 
     op: Literal["upsert", "delete"]
-    kind: Literal["camera", "query"]
+    kind: Literal["camera", "query", "zone", "line", "rule"]
     id: EntityId
     camera: CameraSpec | None = None
     query: QuerySpec | None = None
+    zone: ZoneSpec | None = None
+    line: LineSpec | None = None
+    rule: RuleSpec | None = None
     ts: datetime = Field(default_factory=utcnow)
 
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.id}"
 
+    @property
+    def body(self) -> CameraSpec | QuerySpec | ZoneSpec | LineSpec | RuleSpec | None:
+        return getattr(self, self.kind)  # type: ignore[no-any-return]
+
     @model_validator(mode="after")
     def _payload(self) -> ControlMessage:
-        body = self.camera if self.kind == "camera" else self.query
+        body = self.body
         if self.op == "upsert" and body is None:
             raise ValueError(f"upsert of a {self.kind} needs its `{self.kind}` body")
         if body is not None and body.id != self.id:
@@ -232,6 +249,32 @@ class EndOfStream(Envelope):
     last_frame_id: int = -1
     reason: str = "end of stream"
     ts: datetime = Field(default_factory=utcnow)
+    owner_epoch: int = Field(-1, ge=-1, description="as FrameMeta.owner_epoch")
+
+
+class RecordedSegment(Envelope):
+    """A closed recording segment (ingest → recordings topic → the sink's segment index).
+
+    The file lives at `data_dir/recordings/<path>`; `path` is relative and checked again where
+    it is opened. Media times are the segment file's own (its first packet is at 0);
+    `start_ts` is the wall-clock time of that first packet, so wall = start_ts + media time.
+    """
+
+    SCHEMA: ClassVar[str] = "sightline.segment/1"
+
+    segment_id: str
+    camera_id: EntityId
+    source_session: str
+    seq: int = Field(ge=0, description="n-th segment of the session")
+    path: str = Field(max_length=512, pattern=r"^[A-Za-z0-9_.\-/]+\.mp4$")
+    mode: Literal["continuous", "events"]
+    start_ts: datetime
+    end_ts: datetime
+    source_start_s: float = Field(description="media time of the first packet in the source stream")
+    duration_s: float = Field(ge=0)
+    frames: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    complete: bool = Field(True, description="false: closed after a write error; may be cut short")
 
 
 class DeadLetter(Envelope):
@@ -247,6 +290,34 @@ class DeadLetter(Envelope):
     ts: datetime = Field(default_factory=utcnow)
 
 
+class Alert(Envelope):
+    """A rule fired (`rules/`); keyed by camera on the alerts topic. The id is deterministic in
+    (rule, camera, session, track, condition, episode), so a redelivered event or a restarted
+    rules process yields the same id and the store keeps one row."""
+
+    SCHEMA: ClassVar[str] = "sightline.alert/1"
+
+    alert_id: str
+    rule_id: EntityId
+    camera_id: EntityId
+    condition: Literal["enter", "leave", "dwell", "cross", "count", "absent"]
+    severity: Literal["info", "warning", "critical"] = "warning"
+    track_id: str | None = Field(None, description="none for count and absent")
+    query_id: str | None = None
+    label: str | None = None
+    zone_id: str | None = None
+    line_id: str | None = None
+    direction: Literal["in", "out"] | None = None
+    count: int | None = Field(None, description="count: objects in the zone when it fired")
+    seconds: float | None = Field(None, description="dwell/count/absent: how long the condition had held")
+    source_session: str = ""
+    pts_s: float = Field(description="media time at which the rule fired")
+    wall_ts: datetime
+    bbox_norm: BBox | None = None
+    event_id: str | None = Field(None, description="the object event that made the rule fire")
+    snapshot: str | None = None
+
+
 ALL_CONTRACTS: tuple[type[Envelope], ...] = (
     FrameMeta,
     ObjectEvent,
@@ -256,5 +327,7 @@ ALL_CONTRACTS: tuple[type[Envelope], ...] = (
     QuerySpec,
     ControlMessage,
     EndOfStream,
+    RecordedSegment,
     DeadLetter,
+    Alert,
 )

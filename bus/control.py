@@ -26,6 +26,8 @@ class ControlState:
     queries: dict[str, QuerySpec] = field(default_factory=dict)
 
     def apply(self, msg: ControlMessage) -> None:
+        if msg.kind not in ("camera", "query"):
+            return  # zones, lines and rules are the rules process's (rules.control)
         table: dict[str, CameraSpec] | dict[str, QuerySpec] = (
             self.cameras if msg.kind == "camera" else self.queries
         )
@@ -106,3 +108,16 @@ class ControlFollower:
         except Exception:
             self.errors += 1
             log.exception("control message handler failed for %s", msg.key)
+
+
+def read_control_state(bootstrap: str, topic: str, wait_s: float = 10.0) -> ControlState | None:
+    """The control topic read once from the beginning; None if it could not be read in `wait_s`.
+
+    For a writer that needs what only the topic holds (the API: a camera's URL with its
+    credentials, which the store keeps masked)."""
+    state = ControlState()
+    follower = ControlFollower(bootstrap, topic, state.apply, idle_s=0.3)
+    follower.start(wait_s)
+    caught_up = follower.caught_up.is_set()
+    follower.stop()
+    return state if caught_up else None

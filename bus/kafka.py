@@ -195,6 +195,26 @@ def commit(consumer: KafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
     commit_offsets(consumer, offsets)
 
 
+def consumer_lag(consumer: KafkaConsumer) -> dict[tuple[str, int], int]:
+    """Messages between the consumer's position and each assigned partition's end, as far as known.
+
+    The end is the highwater mark of the last fetch response (no extra request: `end_offsets` is
+    unreliable on some brokers), so a partition nothing was fetched from yet is left out."""
+    out: dict[tuple[str, int], int] = {}
+    try:
+        assigned = consumer.assignment()
+    except KafkaError:
+        return out
+    for tp in assigned:
+        try:
+            end, position = consumer.highwater(tp), consumer.position(tp, timeout_ms=0)
+        except KafkaError:  # revoked meanwhile, or position not known yet
+            continue
+        if end is not None and position is not None:
+            out[(tp.topic, tp.partition)] = max(0, end - position)
+    return out
+
+
 def header(record: ConsumerRecord, name: str) -> bytes | None:
     for k, v in record.headers or ():
         if k == name:

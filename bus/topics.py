@@ -16,6 +16,9 @@ class Topics:
     status: str
     deadletter: str
     analyzer_state: str  # the analyzer's tracker checkpoints, keyed by camera (compacted in production)
+    alerts: str  # rules → sinks: `Alert`s, keyed by camera
+    rules_state: str  # the rules process's evaluator checkpoints, keyed by camera (compacted in production)
+    recordings: str  # closed recording segments (`RecordedSegment`), keyed by camera; the sink indexes them
 
     @classmethod
     def from_config(cls, bus: BusConfig) -> Topics:

@@ -8,6 +8,7 @@ from configs.engine import (
     Prices,
     TransformersEngineConfig,
 )
+from configs.search import OpenAIEmbedderConfig, SearchConfig, WordLlamaEmbedderConfig
 from configs.settings import (
     PRESETS_DIR,
     AnalyzerConfig,
@@ -31,11 +32,14 @@ __all__ = [
     "ConfigError",
     "EngineConfig",
     "IngestConfig",
+    "OpenAIEmbedderConfig",
     "OpenAIEngineConfig",
     "Prices",
+    "SearchConfig",
     "Settings",
     "StoreConfig",
     "TrackingConfig",
     "TransformersEngineConfig",
+    "WordLlamaEmbedderConfig",
     "load_settings",
 ]

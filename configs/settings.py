@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from configs.engine import BaselineEngineConfig, EngineConfig
+from configs.search import SearchConfig
 
 PRESETS_DIR = Path(__file__).parent
 
@@ -64,9 +66,30 @@ class IngestConfig(_Section):
         "pyav", description="local files: PyAV (default, fastest here) or decord (optional package)"
     )
     status_interval_s: float = Field(2.0, gt=0, description="how often each camera's status is published")
-    worker_heartbeat_s: float = Field(2.0, gt=0, description="how often an ingest process says it is alive")
-    worker_ttl_s: float = Field(
-        8.0, gt=0, description="an ingest process silent this long is dead; its cameras move to the others"
+    worker_heartbeat_s: float = Field(
+        2.0, gt=0, description="how often an ingest process reports itself on the status topic (display only)"
+    )
+    group_id: str | None = Field(
+        None,
+        description="the consumer group ingest processes share cameras in; default <topic_prefix>-ingest",
+    )
+    slots: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="partitions of the slots topic, the unit cameras are assigned in (set at creation)",
+    )
+    session_timeout_s: float = Field(
+        10.0,
+        ge=1.0,
+        le=300.0,
+        description="an ingest process the broker has not heard from this long loses its cameras",
+    )
+    drain_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="live or stopped cameras: how long frames still queued may take to publish before "
+        "end-of-stream; a file played to its end waits for its consumer however long it takes",
     )
 
 
@@ -113,7 +136,9 @@ class StoreConfig(_Section):
     webhook_secret: str | None = Field(
         None, description="HMAC-SHA256 key for the X-Sightline-Signature header"
     )
-    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_timeout_s: float = Field(
+        5.0, gt=0, description="total per attempt: resolve, connect, send, status line (the body is not read)"
+    )
     webhook_retries: int = Field(4, ge=0, le=20, description="retries with exponential backoff")
     mqtt_url: str | None = Field(None, description="mqtt://[user:pass@]host[:port]; unset = no MQTT")
     mqtt_topic_prefix: str = Field("sightline", pattern=r"^[A-Za-z0-9_/-]+$")
@@ -140,15 +165,38 @@ def check_webhook_url(url: str, *, allow_link_local: bool = False) -> None:
         raise ValueError(f"webhook url scheme {parts.scheme!r} is not allowed (http or https only)")
     if not host:
         raise ValueError("webhook url has no host")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return  # a name: resolved at delivery time
-    if (ip.is_link_local or ip.is_unspecified or ip.is_multicast) and not allow_link_local:
+    ip = literal_ip(host)
+    if ip is None:
+        return  # a name: resolved, and the address checked, at delivery (sinks.webhooks)
+    if address_refused(ip, allow_link_local=allow_link_local):
         raise ValueError(
             f"webhook host {host} is link-local/unspecified/multicast (cloud metadata services live at "
             "169.254.169.254); set store.webhook_allow_link_local to allow it"
         )
+
+
+def literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally, in any spelling the C resolver accepts: `169.254.169.254.`
+    (trailing dot), `2852039166` (integer), `0xa9fea9fe` (hex), `0251.0376.0251.0376` (octal),
+    `::ffff:169.254.169.254` (IPv4-mapped) — all the same address. None for a name."""
+    host = host.strip("[]").rstrip(".")
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))  # the legacy forms inet_aton reads
+        except OSError:
+            return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def address_refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_link_local: bool) -> bool:
+    """Where webhooks must not go unless allowed: link-local (cloud metadata), unspecified, multicast."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.is_link_local or ip.is_unspecified or ip.is_multicast) and not allow_link_local
 
 
 class ApiKey(_Section):
@@ -169,6 +217,64 @@ class ApiConfig(_Section):
         description="tokens (in + out) /api/ask may spend per ask_budget_period_s; null = no cap",
     )
     ask_budget_period_s: float = Field(86400.0, gt=0)
+    max_concurrency: int = Field(
+        512, ge=1, description="requests in flight at once; /healthz, /readyz, /metrics are not counted"
+    )
+    sse_max_streams: int = Field(256, ge=1, description="open event streams, all callers together")
+    sse_max_streams_per_key: int = Field(32, ge=1, description="open event streams per API key")
+    sse_max_streams_per_client: int = Field(64, ge=1, description="open event streams per client address")
+    sse_max_lifetime_s: float = Field(
+        3600.0, gt=0, le=86400, description="a stream ends after this long; EventSource resumes it"
+    )
+
+
+class RulesConfig(_Section):
+    """`sightline rules`: zones, lines and rules over tracked objects → alerts."""
+
+    group_id: str = "sightline-rules"
+    file: str | None = Field(
+        None, description="a rules file (zones, lines, rules; YAML); the control topic adds to it"
+    )
+
+
+class RecordingConfig(_Section):
+    """Recording live cameras into segments (ingest) and their retention (sink); clips (API)."""
+
+    mode: Literal["off", "continuous", "events"] = Field(
+        "off", description="default for cameras whose registration does not say (`record`)"
+    )
+    segment_s: float = Field(
+        10.0, ge=1, le=600, description="a segment ends at the first keyframe after this"
+    )
+    pre_s: float = Field(5.0, ge=0, le=600, description="`events` mode keeps this much before an event")
+    post_s: float = Field(5.0, ge=0, le=600, description="`events` mode keeps this much after an event")
+    settle_s: float = Field(
+        60.0, ge=0, description="`events` mode: a segment is judged only when it ended this long ago"
+    )
+    max_age_days: float = Field(7.0, gt=0)
+    max_bytes: int = Field(50_000_000_000, ge=0, description="all cameras together; oldest segments go first")
+    camera_max_bytes: int | None = Field(None, ge=0, description="per camera; null = only the overall cap")
+    min_free_bytes: int = Field(
+        500_000_000, ge=0, description="below this much free disk, recording stops (frames keep flowing)"
+    )
+    max_clip_s: float = Field(300.0, gt=0, description="longest clip the API cuts")
+    gap_tolerance_s: float = Field(1.0, gt=0, description="a hole longer than this between segments is a gap")
+
+
+class MetricsConfig(_Section):
+    """Each pipeline process's own Prometheus endpoint (`lifecycle.metrics`); the API has its own."""
+
+    enabled: bool = Field(False, description="serve /metrics from ingest, analyzer and sink processes")
+    host: str = Field("127.0.0.1", description="address the metrics endpoints bind (0.0.0.0 in compose)")
+    ingest_port: int = Field(9401, ge=0, le=65535, description="0 picks a free port (logged)")
+    analyzer_port: int = Field(9402, ge=0, le=65535)
+    sink_port: int = Field(9403, ge=0, le=65535)
+    max_cameras: int = Field(
+        64, ge=1, le=100_000, description="camera_id label values per process; later cameras share `_other`"
+    )
+    max_queries: int = Field(
+        16, ge=1, le=10_000, description="query_id label values per process; later queries share `_other`"
+    )
 
 
 class DemoConfig(_Section):
@@ -192,7 +298,11 @@ class Settings(BaseSettings):
     analyzer: AnalyzerConfig = AnalyzerConfig()
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
+    recording: RecordingConfig = RecordingConfig()
     demo: DemoConfig = DemoConfig()
+    rules: RulesConfig = RulesConfig()
+    search: SearchConfig = SearchConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from bus.contracts import ID_PATTERN
-from dashboard.auth import presented_key, viewer
+from dashboard.ask_history import HistoryAskOut, ask_history
+from dashboard.auth import authenticated_caller, viewer
 from dashboard.frames import latest_frames
 from dashboard.state import AppState, get_state, unprocessable
 from glm45v_engine import Clip, EngineError, Frame, UnsupportedQuery
@@ -21,12 +23,27 @@ MAX_CLIP_FRAMES = 16
 
 
 class AskIn(BaseModel):
-    camera_id: str = Field(pattern=ID_PATTERN)
+    scope: Literal["camera", "history"] = Field(
+        "camera", description="camera: its latest frame(s); history: stored events, with citations"
+    )
+    camera_id: str | None = Field(None, pattern=ID_PATTERN, description="required for scope camera")
     question: str = Field(min_length=1, max_length=2000)
     thinking: bool = False
     seconds: float | None = Field(
         None, gt=0, le=120, description="ask about the last N seconds, not one frame"
     )
+    since: datetime | None = Field(None, description="history: events overlapping [since, until)")
+    until: datetime | None = None
+    max_hits: int = Field(10, ge=1, le=50, description="history: events retrieved and sent")
+    max_images: int = Field(4, ge=0, le=16, description="history: snapshots of the best hits sent")
+
+    @model_validator(mode="after")
+    def _scope(self) -> AskIn:
+        if self.scope == "camera" and self.camera_id is None:
+            raise ValueError("camera_id is required for scope 'camera'")
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ValueError("`until` must be after `since`")
+        return self
 
 
 class AskBox(BaseModel):
@@ -50,11 +67,13 @@ class AskOut(BaseModel):
 
 @router.post(
     "/api/ask",
-    response_model=AskOut,
+    response_model=AskOut | HistoryAskOut,
     responses={404: {}, 409: {"description": "no frames yet"}, 429: {}, 502: {}, 503: {}},
 )
-async def ask(body: AskIn, request: Request, state: Annotated[AppState, Depends(get_state)]) -> AskOut:
-    caller = presented_key(request) or (request.client.host if request.client else "anonymous")
+async def ask(
+    body: AskIn, request: Request, state: Annotated[AppState, Depends(get_state)]
+) -> AskOut | HistoryAskOut:
+    caller = authenticated_caller(request)  # after the key was checked, never the raw header
     wait = state.ask_limiter.acquire(caller)
     if wait:
         limit = state.settings.api.ask_per_minute
@@ -72,6 +91,9 @@ async def ask(body: AskIn, request: Request, state: Annotated[AppState, Depends(
             f"resets in {left:.0f}s"
         )
         raise HTTPException(429, detail, headers={"Retry-After": str(max(1, round(left)))})
+    if body.scope == "history":
+        return await ask_history(body, request, state)
+    assert body.camera_id is not None  # the model's validator
     if state.store.camera(body.camera_id) is None:
         raise HTTPException(404, f"no camera {body.camera_id!r}")
     bootstrap = state.settings.bus.bootstrap

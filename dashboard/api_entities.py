@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bus.camera_urls import SourceRefused, resolve
 from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec
-from bus.redact import redact_text, redact_url
+from bus.redact import MASK, redact_text, redact_url
 from dashboard.auth import admin, viewer
 from dashboard.state import AppState, get_state, unprocessable
 
@@ -154,9 +154,28 @@ def patch_camera(
     changes = body.model_dump(exclude_unset=True)
     if changes.get("url"):
         _check_scheme(state, changes["url"])
+    elif MASK in cam.url:
+        changes["url"] = _real_url(state, cam)
     merged = _camera_spec({**cam.model_dump(exclude={"schema_id"}), **changes})
     state.publish_control(ControlMessage(op="upsert", kind="camera", id=camera_id, camera=merged))
     return camera_out(merged, _statuses(state).get(camera_id))
+
+
+def _real_url(state: AppState, cam: CameraSpec) -> str:
+    """The store keeps only the masked URL; the control topic has the real one. Publishing the
+    masked URL would break the camera, so without the topic's copy the client must resend it."""
+    from bus.control import read_control_state
+
+    control = read_control_state(state.settings.bus.bootstrap or "", state.topics.control, wait_s=10.0)
+    real = control.cameras.get(cam.id) if control else None
+    if real is None or redact_url(real.url) != cam.url:
+        raise unprocessable(
+            ["body", "url"],
+            "this camera's URL has credentials, the store keeps only a masked copy and the control "
+            "topic did not give the full one: send the full `url` with the change",
+            "url_required",
+        )
+    return real.url
 
 
 @router.delete("/api/cameras/{camera_id}", status_code=204, dependencies=[admin])

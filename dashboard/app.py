@@ -16,9 +16,9 @@ from sqlalchemy.exc import OperationalError
 
 from bus.topics import Topics
 from configs import Settings
-from dashboard import api_ask, api_entities, api_events, api_views, health, live
+from dashboard import api_ask, api_entities, api_events, api_search, api_views, health, live
 from dashboard.auth import check_exposure
-from dashboard.limits import BodyLimit, RateLimiter, TokenBudget
+from dashboard.limits import BodyLimit, ConcurrencyLimit, RateLimiter, StreamSlots, TokenBudget
 from dashboard.state import AppState
 from sinks.store import Store
 
@@ -35,6 +35,11 @@ def create_app(settings: Settings) -> FastAPI:
         topics=Topics.from_config(settings.bus),
         ask_limiter=RateLimiter(settings.api.ask_per_minute),
         ask_budget=TokenBudget(settings.api.ask_token_budget, settings.api.ask_budget_period_s),
+        streams=StreamSlots(
+            settings.api.sse_max_streams,
+            settings.api.sse_max_streams_per_key,
+            settings.api.sse_max_streams_per_client,
+        ),
     )
 
     @asynccontextmanager
@@ -54,12 +59,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.sightline = state
     app.state.metrics = health.Metrics(state)
-    for module in (health, api_events, live, api_views, api_entities, api_ask):
+    for module in (health, api_events, live, api_views, api_entities, api_ask, api_search):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _store_down)
     app.middleware("http")(_observe)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(ConcurrencyLimit, max_requests=settings.api.max_concurrency)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

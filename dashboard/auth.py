@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from typing import Annotated, Any, Literal
@@ -48,6 +49,21 @@ def match_key(keys: tuple[ApiKey, ...], presented: str) -> ApiKey | None:
     return found
 
 
+def caller_id(key: ApiKey) -> str:
+    """Who a checked key is, for per-caller limits: a digest, so the key itself is never a dict key
+    that could end up in a log or a dump."""
+    return "key:" + hashlib.sha256(key.key.encode()).hexdigest()[:16]
+
+
+def authenticated_caller(request: Request) -> str:
+    """The caller the auth dependency accepted; with no keys configured, the client address (a key
+    sent anyway is not checked, so it must not pick the bucket)."""
+    caller = getattr(request.state, "caller", "anonymous")
+    if caller == "anonymous":
+        return "addr:" + (request.client.host if request.client else "unknown")
+    return str(caller)
+
+
 def presented_key(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -63,7 +79,8 @@ def _require(role: Role) -> Any:
     def dependency(request: Request, state: Annotated[AppState, Depends(get_state)]) -> str:
         keys = state.settings.api.api_keys
         if not keys:
-            return "anonymous"  # loopback-only deployment (check_exposure enforces it)
+            request.state.caller = "anonymous"  # loopback-only deployment (check_exposure enforces it)
+            return "anonymous"
         key = presented_key(request)
         if not key:
             raise HTTPException(
@@ -76,6 +93,7 @@ def _require(role: Role) -> Any:
             raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
         if RANK[match.role] < RANK[role]:
             raise HTTPException(403, f"this key has role `{match.role}`; this operation needs `{role}`")
+        request.state.caller = caller_id(match)
         return match.name or match.role
 
     return Depends(dependency)

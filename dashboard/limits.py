@@ -124,3 +124,71 @@ class TokenBudget:
         with self._lock:
             self._roll(self.clock())
             self.spent += max(0, tokens)
+
+
+# Answerable whatever the load: orchestrators and scrapers must see an overloaded API as alive.
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ConcurrencyLimit:
+    """503 once `max_requests` requests are in flight, except on EXEMPT_PATHS.
+
+    Replaces uvicorn's `limit_concurrency`, which counts open connections too and answers 503 to
+    everything, `/healthz` included, once they are used up (511 event streams from one viewer did it).
+    Event streams are capped separately and much lower (StreamSlots), so they cannot fill this."""
+
+    def __init__(self, app: ASGIApp, max_requests: int) -> None:
+        self.app = app
+        self.max_requests = max_requests
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_requests:
+            body = b'{"detail":"the server is busy; retry shortly"}'
+            headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        self.in_flight += 1  # one event loop: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class StreamSlots:
+    """Open event streams, counted in total, per API key and per client address.
+
+    `acquire` says why a new stream is refused (None = granted); every grant is released once,
+    whatever way the stream ends."""
+
+    def __init__(self, total: int, per_key: int, per_client: int) -> None:
+        self.total, self.per_key, self.per_client = total, per_key, per_client
+        self.open = 0
+        self.by_key: dict[str, int] = {}
+        self.by_client: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str, client: str) -> str | None:
+        with self._lock:
+            if self.by_key.get(key, 0) >= self.per_key:
+                return f"this API key already has {self.per_key} open event streams"
+            if self.by_client.get(client, 0) >= self.per_client:
+                return f"this address already has {self.per_client} open event streams"
+            if self.open >= self.total:
+                return f"the server already serves {self.total} event streams"
+            self.open += 1
+            self.by_key[key] = self.by_key.get(key, 0) + 1
+            self.by_client[client] = self.by_client.get(client, 0) + 1
+            return None
+
+    def release(self, key: str, client: str) -> None:
+        with self._lock:
+            self.open -= 1
+            for table, name in ((self.by_key, key), (self.by_client, client)):
+                table[name] -= 1
+                if not table[name]:
+                    del table[name]  # no entry per address ever seen: the tables stay small

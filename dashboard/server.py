@@ -47,7 +47,8 @@ def _config(settings: Settings, port: int | None = None) -> uvicorn.Config:
         log_config=None,  # keep the process's JSON logging
         access_log=False,  # access lines would carry ?api_key= from EventSource/img URLs
         timeout_graceful_shutdown=3,
-        limit_concurrency=512,
+        # No limit_concurrency: it counts connections and 503s /healthz too; dashboard.limits
+        # caps requests in flight (health exempt) and event streams per key and address instead.
     )
 
 

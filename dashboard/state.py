@@ -11,11 +11,12 @@ from fastapi import HTTPException, Request
 from bus.contracts import ControlMessage
 from bus.topics import Topics
 from configs import Settings
-from dashboard.limits import RateLimiter, TokenBudget
+from dashboard.limits import RateLimiter, StreamSlots, TokenBudget
 from sinks.store import Store
 
 if TYPE_CHECKING:
     from glm45v_engine import VisionEngine
+    from sinks.search import SearchIndex
 
 
 @dataclass
@@ -25,8 +26,10 @@ class AppState:
     topics: Topics
     ask_limiter: RateLimiter
     ask_budget: TokenBudget
+    streams: StreamSlots
     _producer: Any = None
     _engine: VisionEngine | None = None
+    _search: SearchIndex | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def engine(self) -> VisionEngine:
@@ -37,6 +40,17 @@ class AppState:
 
                 self._engine = load_engine(self.settings.engine)
             return self._engine
+
+    def search(self) -> SearchIndex:
+        """The search index (its embedder loaded on first use); 503 when search is off or cannot start."""
+        with self._lock:
+            if self._search is None:
+                from sinks.search import open_search
+
+                self._search = open_search(self.store.engine, self.settings.search)
+                if self._search is None:
+                    raise HTTPException(503, "search is off (search.enabled) or its embedder did not start")
+            return self._search
 
     def producer(self) -> Any:
         """The control-topic producer, created on first write so reads never need a broker."""

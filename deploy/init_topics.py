@@ -14,6 +14,8 @@ ingest and the analyzers expect. Per-topic policy:
   sink to be rebuilt or replayed after an outage.
 - analyzer_state: tracker checkpoints keyed by camera, partition-aligned with frames: compacted,
   and deleted after the event retention so long-gone cameras and restore markers do not pile up.
+- alerts: like detections (the store keeps them). rules_state: the rules process's
+  evaluator checkpoints, partition-aligned with detections, kept like analyzer_state.
 - status: heartbeats; a day is plenty. deadletter: long enough for someone to look.
 
 Existing topics get their retention re-applied (so changing it and re-running works). A topic
@@ -71,6 +73,9 @@ def topic_configs(settings: Settings, retention: Retention) -> dict[str, dict[st
         # Tracker checkpoints keyed by camera: the latest per camera matters; delete as well so
         # cameras gone for longer than the event retention (and restore markers) do not pile up.
         t.analyzer_state: {"cleanup.policy": "compact,delete", "retention.ms": events_ms},
+        t.alerts: {"cleanup.policy": "delete", "retention.ms": events_ms},
+        t.rules_state: {"cleanup.policy": "compact,delete", "retention.ms": events_ms},
+        t.recordings: {"cleanup.policy": "delete", "retention.ms": events_ms},
         t.deadletter: {
             "cleanup.policy": "delete",
             "retention.ms": str(int(retention.deadletter_days * DAY_MS)),

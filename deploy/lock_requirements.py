@@ -23,10 +23,9 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_EXTRAS = ("postgres", "mqtt")
-# Never in the runtime image, whatever pulls them in.
-EXCLUDED = frozenset(
-    {"torch", "torchvision", "transformers", "tokenizers", "safetensors", "pip", "setuptools"}
-)
+# Never in the runtime image, whatever pulls them in. (tokenizers and safetensors stay: search's
+# default embedder, wordllama, loads its model with them.)
+EXCLUDED = frozenset({"torch", "torchvision", "transformers", "pip", "setuptools"})
 # The image is linux/amd64 CPython 3.11: evaluate markers for it, not for the machine running this script.
 TARGET_ENV: dict[str, str] = {
     **{k: str(v) for k, v in default_environment().items()},

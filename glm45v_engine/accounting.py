@@ -125,7 +125,7 @@ def stats_samples(
     yield "sightline_engine_tokens_out_total", labels, float(stats.tokens_out)
     yield "sightline_engine_tokens_in_expected_total", labels, float(stats.tokens_in_expected)
     yield "sightline_engine_cost_total", labels, float(stats.cost)
-    yield "sightline_engine_latency_ms_total", labels, float(stats.latency_ms_total)
+    yield "sightline_engine_latency_seconds_total", labels, stats.latency_ms_total / 1000.0
     for kind, n in sorted(stats.by_error.items()):
         yield "sightline_engine_errors_by_kind_total", {**labels, "kind": kind}, float(n)
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from configs.engine import BaselineEngineConfig
+from glm45v_engine.prompts import is_describe_prompt
 from glm45v_engine.types import (
     Answer,
     Box,
@@ -189,6 +190,8 @@ class BaselineEngine:
         frames = media.frames if isinstance(media, Clip) else tuple(media)
         if not frames:
             raise UnsupportedQuery("ask needs at least one frame", engine=self.name)
+        if is_describe_prompt(prompt):
+            return template_description(frames[-1], prompt)
         q = parse_query(prompt)
         g = (await self.ground([frames[-1]], q.label))[0]
         text = f"Baseline detector (not a VLM): {len(g.boxes)} {q.label}(s) found in the latest frame."
@@ -196,6 +199,24 @@ class BaselineEngine:
 
     async def aclose(self) -> None:
         return None
+
+
+def dominant_colour(image: Image) -> str | None:
+    """The named colour covering most of the crop's centre (a template's only observation)."""
+    h, w = image.shape[:2]
+    box = (0.0, 0.0, float(w), float(h))
+    shares = {c: colour_fraction(image, box, c) for c in COLOURS if c not in ("grey", "black", "white")}
+    best = max(shares, key=lambda c: shares[c])
+    return best if shares[best] >= COLOUR_FRACTION else None
+
+
+def template_description(frame: Frame, prompt: str) -> Answer:
+    """Label + dominant colour, not a model's sentence: the event says so (`description_engine`)."""
+    m = re.search(r"crop around an? (.+?) found by", prompt)
+    label = m.group(1) if m else "object"
+    colour = dominant_colour(frame.image)
+    text = f"{label} in {colour}" if colour and colour not in label else label
+    return Answer(text=text)
 
 
 def _mentions_people(text: str) -> bool:

@@ -97,15 +97,15 @@ class OpenAIEngine:
     ) -> Answer:
         thinking = self.cfg.thinking if thinking is None else thinking
         frames = list(media_in.frames if isinstance(media_in, Clip) else media_in)
-        if not frames:
-            raise EngineError("ask needs at least one frame", engine=self.name)
+        # No frames is a text-only question (history questions over stored events whose
+        # hits have no snapshot); the chat API and GLM-4.5V take those as they are.
         parts, sizes = self._frame_parts(
             media.subsample(frames, self.cfg.max_clip_frames), captions=len(frames) > 1
         )
         reply = await self._call_checked(
             [*parts, _text(prompts.ask_prompt(prompt))], thinking, image_sizes=sizes
         )
-        parsed = parse_response(reply.content, image_size=frames[-1].size)
+        parsed = parse_response(reply.content, image_size=frames[-1].size if frames else (1000, 1000))
         return Answer(
             text=parsed.answer,
             thinking=_join(reply.reasoning, parsed.thinking),

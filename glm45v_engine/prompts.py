@@ -49,3 +49,38 @@ def frames_preamble(timestamps: Sequence[float]) -> str:
 
 def ask_prompt(prompt: str) -> str:
     return prompt.strip() + ASK_SUFFIX
+
+
+# Descriptions (queries with `describe: true`): one sentence about one tracked object, from a crop
+# with some context around it. The first line is a fixed marker so the baseline engine and the
+# scripted server can tell a description request from a free question.
+DESCRIBE_MARKER = "Describe the object in one sentence."
+DESCRIBE_TEMPLATE = (
+    DESCRIBE_MARKER + "\n"
+    "The image is a crop around a {label} found by the question {query!r}. In one short sentence "
+    "(at most 20 words), say what it is and what distinguishes it: colours, clothing, what it carries "
+    "or does. No preamble, no coordinates."
+)
+
+# Questions about history: retrieved events are listed with short handles ([E1], [E2], …) that the
+# answer must cite, so every claim points at a stored event (handles are mapped back to ids).
+HISTORY_MARKER = "Answer from the recorded events below."
+HISTORY_TEMPLATE = (
+    HISTORY_MARKER + "\n"
+    "Each line is one event: [handle] camera, start–end (UTC), what was seen. Images, when present, "
+    "are the snapshots of the first events, in order. Cite every event you rely on by its handle in "
+    "square brackets, like [E1]. If the events do not answer the question, say so.\n\n"
+    "{events}\n\nQuestion: {question}"
+)
+
+
+def describe_prompt(label: str, query: str) -> str:
+    return DESCRIBE_TEMPLATE.format(label=" ".join(label.split()) or "object", query=query)
+
+
+def is_describe_prompt(text: str) -> bool:
+    return DESCRIBE_MARKER in text
+
+
+def history_prompt(question: str, events: Sequence[str]) -> str:
+    return HISTORY_TEMPLATE.format(events="\n".join(events), question=question.strip())

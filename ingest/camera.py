@@ -28,8 +28,9 @@ from ingest.encode import FrameTooLarge, encode_jpeg
 from ingest.framequeue import FrameQueue
 from ingest.gating import Reason, make_gate
 from ingest.plan import CameraPlan
+from ingest.recorder import SegmentRecorder
 from ingest.sampling import Pacer, Sampler
-from ingest.sources import Source, SourceError, open_source
+from ingest.sources import Source, SourceError, VideoSource, open_source
 
 log = logging.getLogger(__name__)
 CameraState = Literal["starting", "streaming", "reconnecting", "stopped", "failed"]
@@ -55,6 +56,13 @@ class _Item:
     reason: Reason
     score: float | None
     queued_at: float
+
+
+@dataclass(frozen=True)
+class _End:
+    """The last item of the frame queue: end-of-stream, published only after every frame before it."""
+
+    reason: str
 
 
 class Backoff:
@@ -84,8 +92,10 @@ class CameraWorker:
         worker: str = "",
         max_frame_bytes: int = 900_000,
         on_exit: Callable[[CameraWorker], None] | None = None,
+        recorder: SegmentRecorder | None = None,
     ) -> None:
         self.plan = plan
+        self.recorder = recorder
         self.cfg = cfg
         self.publisher = publisher
         self.worker = worker
@@ -98,6 +108,7 @@ class CameraWorker:
         self._src: ResolvedSource | None = None
         self.decoded = 0
         self.published = 0
+        self.sampled = 0  # kept by the sampler: each is gated, published or counted in `drops`
         self.gated = 0
         self.reconnects = 0
         self.lag_s = 0.0
@@ -109,7 +120,8 @@ class CameraWorker:
         self._on_exit = on_exit
         self._lock = threading.Lock()
         self._last_snap = (time.monotonic(), 0, 0)
-        self._queue: FrameQueue[_Item] = FrameQueue(cfg.queue_size, "drop_oldest")
+        self._queue: FrameQueue[_Item | _End] = FrameQueue(cfg.queue_size, "drop_oldest")
+        self._eos_sent = False
         self._thread = threading.Thread(target=self._run, name=f"cam-{plan.camera_id}", daemon=True)
         self._publisher = threading.Thread(
             target=self._publish_loop, name=f"pub-{plan.camera_id}", daemon=True
@@ -144,20 +156,26 @@ class CameraWorker:
             fps_in, fps_out = (self.decoded - dec0) / dt, (self.published - pub0) / dt
             self._last_snap = (now, self.decoded, self.published)
         cid = self.plan.camera_id
-        metrics.FPS_IN.labels(cid).set(fps_in)
-        metrics.FPS_OUT.labels(cid).set(fps_out)
+        metrics.FPS_IN.labels(metrics.cam(cid)).set(fps_in)
+        metrics.FPS_OUT.labels(metrics.cam(cid)).set(fps_out)
         return self._update(fps_in=round(fps_in, 3), fps_out=round(fps_out, 3))
 
     def _update(self, fps_in: float = 0.0, fps_out: float = 0.0) -> StatusUpdate:
         drops = dict(self.drops)
         if self._queue.dropped:
             drops["queue_full"] = self._queue.dropped
+        reason, rec = self.reason, self.recorder
+        extra: dict[str, float] = {}
+        if rec is not None:
+            extra = {"recording": 0.0 if rec.problem else 1.0, "segments": rec.segments}
+            if rec.problem:
+                reason = f"{reason}; recording stopped: {rec.problem}".lstrip("; ")
         return StatusUpdate(
             component="camera",
             id=self.plan.camera_id,
             worker=self.worker,
             state=self.state,
-            reason=self.reason,
+            reason=reason,
             source_session=self.session,
             fps_in=fps_in,
             fps_out=fps_out,
@@ -166,10 +184,12 @@ class CameraWorker:
             counters={
                 "decoded": self.decoded,
                 "published": self.published,
+                "sampled": self.sampled,
                 "gated": self.gated,
                 "reconnects": self.reconnects,
                 "queued": len(self._queue),
                 "gone_s": round(self.gone_s, 3),
+                **extra,
             },
         )
 
@@ -188,7 +208,7 @@ class CameraWorker:
 
     def _drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n
-        metrics.DROPS.labels(self.plan.camera_id, reason).inc(n)
+        metrics.DROPS.labels(metrics.cam(self.plan.camera_id), reason).inc(n)
 
     def _count_gap(self, source: Source) -> None:
         """A live source is back: count the sampled frames it would have given while it was gone."""
@@ -220,19 +240,47 @@ class CameraWorker:
             log.exception("camera crashed", extra=self._extra)
             final = ("failed", f"internal error: {type(exc).__name__}: {exc}")
         finally:
-            self._queue.close()
-            self._publisher.join(10.0)
             if self._stop.is_set() and final[0] != "failed":
                 final = ("stopped", self._stop_reason)
-            self._end_of_stream(final[1])
+            self._drain(final[1])
             self._set_state(*final)
             if self._on_exit:
                 self._on_exit(self)
 
+    def _drain(self, reason: str) -> None:
+        """Publish what is queued, then end-of-stream, before the final state is reported.
+
+        End-of-stream travels as the last item of the frame queue, so it is only sent after every
+        frame before it. A file played to its end is lossless: the decoder waits for the analyzer
+        however slow it or the machine is, so this waits for the publisher without a bound. Live
+        cameras, and any camera asked to stop, give it `drain_timeout_s`; after that the marker is
+        sent from here, and frames still queued may follow it (they are late either way).
+        """
+        self._queue.close(final=_End(reason))
+        lossless = self._queue.policy == "block" and not self._stop.is_set()
+        deadline = None if lossless else time.monotonic() + self.cfg.drain_timeout_s
+        while self._publisher.is_alive():
+            self._publisher.join(0.2)
+            now = time.monotonic()
+            if deadline is None and self._stop.is_set():  # asked to stop while draining a file
+                deadline = now + self.cfg.drain_timeout_s
+            if deadline is not None and now >= deadline and self._publisher.is_alive():
+                log.warning(
+                    "camera %s: %d frames not published within %.1f s; sending end-of-stream",
+                    self.plan.camera_id,
+                    len(self._queue),
+                    self.cfg.drain_timeout_s,
+                    extra=self._extra,
+                )
+                break
+        self._end_of_stream(reason)  # nothing to do when the publisher already sent it
+
     def _end_of_stream(self, reason: str) -> None:
         """Tell the analyzer, in order with the frames, that this source ended: tracks end, windows flush."""
-        if self.last_frame_id < 0:
-            return
+        with self._lock:  # sent once: by the publisher after the last frame, or by `_drain` on timeout
+            if self.last_frame_id < 0 or self._eos_sent:
+                return
+            self._eos_sent = True
         eos = EndOfStream(
             camera_id=self.plan.camera_id,
             source_session=self.session,
@@ -302,7 +350,7 @@ class CameraWorker:
     def _reconnect_wait(self, reason: str, backoff: Backoff) -> None:
         delay = backoff.next_delay()
         self.reconnects += 1
-        metrics.RECONNECTS.labels(self.plan.camera_id).inc()
+        metrics.RECONNECTS.labels(metrics.cam(self.plan.camera_id)).inc()
         self._set_state("reconnecting", f"{reason}; retry in {delay:.1f}s")
         self._stop.wait(delay)
 
@@ -325,7 +373,11 @@ class CameraWorker:
         pts0: float | None = None
         frames = 0
         last_at: float | None = None  # when the last frame was decoded
-        counter = metrics.FRAMES_DECODED.labels(plan.camera_id)
+        counter = metrics.FRAMES_DECODED.labels(metrics.cam(plan.camera_id))
+        recorder = self.recorder if source.live and isinstance(source, VideoSource) else None
+        if recorder is not None and isinstance(source, VideoSource):
+            recorder.begin(source.stream, self.session)
+            source.on_packet = recorder.packet
         try:
             for d in source.frames():
                 if self._stop.is_set():
@@ -341,10 +393,11 @@ class CameraWorker:
                 frames += 1
                 if not sampler.keep(d.pts_s):
                     continue
+                self.sampled += 1
                 decision = gate.decide(d.frame, d.pts_s, keyframe_reason=plan.keyframes_only)
                 if not decision.publish:
                     self.gated += 1
-                    metrics.FRAMES_GATED.labels(plan.camera_id).inc()
+                    metrics.FRAMES_GATED.labels(metrics.cam(plan.camera_id)).inc()
                     continue
                 if pacer:
                     pacer.wait(d.pts_s)
@@ -371,6 +424,8 @@ class CameraWorker:
         except SourceError as exc:
             return frames, exc
         finally:
+            if recorder is not None:
+                recorder.end()  # the segment closes cleanly: the outage shows as a gap, not a broken file
             source.close()
             if source.live and last_at is not None:
                 self._gone_since = last_at  # until the next session's first frame, frames are missed
@@ -384,6 +439,9 @@ class CameraWorker:
                 if self._queue.closed:
                     return
                 continue
+            if isinstance(item, _End):
+                self._end_of_stream(item.reason)
+                return
             try:
                 self._publish(item)
             except Exception:
@@ -425,6 +483,6 @@ class CameraWorker:
             self.last_frame_id = item.index
         self.lag_s = time.monotonic() - item.queued_at
         cid = self.plan.camera_id
-        metrics.FRAMES_PUBLISHED.labels(cid).inc()
-        metrics.BYTES_PUBLISHED.labels(cid).inc(len(enc.jpeg))
-        metrics.LAG.labels(cid).set(self.lag_s)
+        metrics.FRAMES_PUBLISHED.labels(metrics.cam(cid)).inc()
+        metrics.BYTES_PUBLISHED.labels(metrics.cam(cid)).inc(len(enc.jpeg))
+        metrics.LAG.labels(metrics.cam(cid)).set(self.lag_s)

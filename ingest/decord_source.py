@@ -16,7 +16,7 @@ import av
 from bus.camera_urls import ResolvedSource
 from configs.settings import IngestConfig
 from ingest.sampling import Sampler
-from ingest.sources import Decoded, SourceError
+from ingest.sources import Decoded, SourceError, check_file_format
 
 
 def available() -> bool:
@@ -39,6 +39,7 @@ class DecordSource:
             raise SourceError("file_reader is decord but decord is not installed", permanent=True) from None
         if src.kind != "file":
             raise SourceError("decord reads local files only", permanent=True)
+        check_file_format(src, cfg)  # decord's FFmpeg has no format whitelist: PyAV's open judges
         try:
             self._vr: Any = decord.VideoReader(src.target, num_threads=0)
         except (decord.DECORDError, RuntimeError) as exc:  # a bad file is a RuntimeError

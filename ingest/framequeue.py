@@ -49,8 +49,12 @@ class FrameQueue(Generic[T]):
             self._cond.notify_all()
             return item
 
-    def close(self) -> None:
+    def close(self, final: T | None = None) -> None:
+        """No more puts. `final` (e.g. an end-of-stream marker) is appended beyond the bound, so it
+        is the last item handed out, after everything queued before it, and closing never blocks."""
         with self._cond:
+            if final is not None and not self._closed:
+                self._items.append(final)
             self._closed = True
             self._cond.notify_all()
 

@@ -1,12 +1,15 @@
-"""Prometheus metrics of ingest, in a module-level registry other processes can expose."""
+"""Prometheus metrics of ingest, in the process registry (`lifecycle.metrics`), served on ingest's port.
+
+Every `camera_id` label value passes through `camera_label`, so the series stay bounded
+(`metrics.max_cameras`, then `_other`)."""
 
 from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Counter, Gauge
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+from lifecycle.metrics import OTHER, REGISTRY, camera_label
 
 FRAMES_DECODED = Counter(
     "sightline_ingest_frames_decoded", "frames decoded", ["camera_id"], registry=REGISTRY
@@ -27,7 +30,7 @@ RECONNECTS = Counter(
     "sightline_ingest_reconnects", "source reconnect attempts", ["camera_id"], registry=REGISTRY
 )
 BYTES_PUBLISHED = Counter(
-    "sightline_ingest_bytes_published", "JPEG bytes published", ["camera_id"], registry=REGISTRY
+    "sightline_ingest_published_bytes", "JPEG bytes published", ["camera_id"], registry=REGISTRY
 )
 FPS_IN = Gauge("sightline_ingest_fps_in", "decoded frames per second", ["camera_id"], registry=REGISTRY)
 FPS_OUT = Gauge("sightline_ingest_fps_out", "published frames per second", ["camera_id"], registry=REGISTRY)
@@ -48,13 +51,21 @@ CAMERAS = Gauge("sightline_ingest_cameras", "cameras run by this process", regis
 CAMERA_STATES = ("starting", "streaming", "reconnecting", "stopped", "failed")
 
 
+def cam(camera_id: str) -> str:
+    return camera_label(camera_id)
+
+
 def set_state(camera_id: str, state: str) -> None:
+    camera_id = cam(camera_id)
     for s in CAMERA_STATES:
         STATE.labels(camera_id, s).set(1.0 if s == state else 0.0)
 
 
 def forget(camera_id: str) -> None:
     """Drop a removed camera's gauge series so /metrics does not list ghosts."""
+    camera_id = cam(camera_id)
+    if camera_id == OTHER:  # other cameras still report under `_other`
+        return
     for gauge in (FPS_IN, FPS_OUT, LAG):
         with contextlib.suppress(KeyError):
             gauge.remove(camera_id)

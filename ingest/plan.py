@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from bus.contracts import CameraSpec
+from bus.contracts import CameraSpec, RecordMode
 from configs.settings import IngestConfig
 from ingest.gating import GateName
 
@@ -19,9 +19,10 @@ class CameraPlan(BaseModel):
     realtime: bool
     loop: bool
     keyframes_only: bool
+    record: RecordMode = "off"
 
     @classmethod
-    def from_spec(cls, spec: CameraSpec, cfg: IngestConfig) -> CameraPlan:
+    def from_spec(cls, spec: CameraSpec, cfg: IngestConfig, record: RecordMode = "off") -> CameraPlan:
         return cls(
             camera_id=spec.id,
             url=spec.url,
@@ -31,4 +32,5 @@ class CameraPlan(BaseModel):
             realtime=bool(spec.realtime) if spec.realtime is not None else False,
             loop=spec.loop,
             keyframes_only=spec.keyframes_only if spec.keyframes_only is not None else cfg.keyframes_only,
+            record=spec.record or record,  # `record` is the deployment's default (recording.mode)
         )

@@ -6,6 +6,8 @@ import math
 import threading
 import time
 
+REBASE_S = 1.0  # a realtime file this far behind its schedule restarts the schedule
+
 
 class Sampler:
     """Keeps at most `fps` frames per second of media time: the first frame of each 1/fps slot.
@@ -48,5 +50,10 @@ class Pacer:
             self._origin = (now, pts_s)
             return
         due = self._origin[0] + (pts_s - self._origin[1])
+        if now - due > REBASE_S:
+            # Far behind: this process was paused (or starved). A camera does not replay what it
+            # showed meanwhile in a burst; the file goes on from here at camera pace.
+            self._origin = (now, pts_s)
+            return
         if due > now:
             self._stop.wait(due - now)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ import av.error
 from bus.camera_urls import ResolvedSource, SourceKind
 from bus.redact import redact_text
 from configs.settings import IngestConfig
+from lifecycle import pause
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,22 @@ PROTOCOLS: dict[SourceKind, str] = {
     "http": "http,https,tcp,tls,crypto,httpproxy",
     "webcam": "file",
 }
+
+
+# What FFmpeg may demux for a local file (its `format_whitelist`). A file inside a media dir must
+# not reach other files: the HLS demuxer follows a playlist's entries (`../private/x.ts`), the
+# concat demuxer an ffconcat script's (even one named .mp4, through a symlink), image2 a numbered
+# pattern, dash/imf their manifests. `protocol_whitelist=file` cannot tell those apart from the
+# file itself, and re-checking every path FFmpeg opens would need a custom I/O layer, so local
+# sources get a closed list of self-contained containers and elementary streams instead. Audio-only
+# containers stay in, so such a file is refused with the clearer "no video stream".
+FILE_FORMATS = ",".join(
+    (
+        "mov", "matroska", "avi", "mpegts", "mpeg", "mpegvideo", "flv", "asf", "ogg", "nut", "mxf",
+        "dv", "h264", "hevc", "m4v", "mjpeg", "ivf", "obu", "yuv4mpegpipe",
+        "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "gif", "wav", "mp3", "aac", "flac",
+    )
+)  # fmt: skip
 
 
 class SourceError(Exception):
@@ -72,7 +89,10 @@ class VideoSource:
         self.time_base = self.stream.time_base
         self.nominal_fps = float(self.stream.average_rate or self.stream.guessed_rate or 0) or None
         self.last_progress = time.monotonic()
+        pause.clock()  # started before the first frame, so a pause is always seen
         self._stall_s = cfg.read_timeout_s * 2
+        # Recording (ingest.recorder): every video packet, after its frames were decoded.
+        self.on_packet: Callable[[Any], None] | None = None
 
     def frames(self) -> Iterator[Decoded]:
         """Decoded frames in decode order; raises SourceError on read errors and decode stalls.
@@ -90,7 +110,7 @@ class VideoSource:
                     packets += 1
                     if self.keyframes_only and packet.is_keyframe:
                         self.last_progress = now  # long GOPs are not a stall
-                if now - self.last_progress > self._stall_s:
+                if now - self.last_progress > self._stall_s and not self._we_were_paused(now):
                     # Packets arrive but nothing decodes (garbage, missing keyframes).
                     raise SourceError(
                         f"no decodable frame for {now - self.last_progress:.1f}s", permanent=False
@@ -102,6 +122,8 @@ class VideoSource:
                     index = packets - 1 if self.keyframes_only else decoded
                     yield Decoded(frame, pts_s, bool(frame.key_frame), index)
                     decoded += 1
+                if self.on_packet is not None:
+                    self.on_packet(packet)  # muxing rebases the packet's times, so it goes last
             listed = self.stream.frames or 0
             if self.src.kind == "file" and 0 < packets < listed:
                 # The index promised more (an MP4 with its moov in front, cut short): say so.
@@ -113,6 +135,16 @@ class VideoSource:
         except av.error.FFmpegError as exc:
             # A truncated file or a broken stream: the frames so far were good.
             raise SourceError(f"read error: {_ffmpeg_reason(exc)}", permanent=not self.live) from None
+
+    def _we_were_paused(self, now: float) -> bool:
+        """The silence was this process not running (SIGSTOP, a frozen VM), not the source: start
+        counting again. A stall is only what the source did while we were there to see it."""
+        paused = pause.clock().paused_since(self.last_progress)
+        if now - self.last_progress - paused > self._stall_s:
+            return False
+        log.info("decode resumed after this process was paused for %.1fs; not a source stall", paused)
+        self.last_progress = now
+        return True
 
     def _pts_seconds(self, frame: av.VideoFrame, last: float) -> float:
         if frame.pts is not None and self.time_base is not None:
@@ -147,6 +179,11 @@ def open_source(src: ResolvedSource, cfg: IngestConfig, *, sample_fps: float, ke
     return VideoSource(src, cfg, keyframes_only=keyframes_only)
 
 
+def check_file_format(src: ResolvedSource, cfg: IngestConfig) -> None:
+    """Open and close a local file under FILE_FORMATS, for readers that take no whitelist (decord)."""
+    _open(src, cfg).close()
+
+
 def _open(src: ResolvedSource, cfg: IngestConfig) -> Any:
     options: dict[str, str] = {"protocol_whitelist": PROTOCOLS[src.kind]}
     kwargs: dict[str, Any] = {"timeout": (cfg.open_timeout_s, cfg.read_timeout_s)}
@@ -157,8 +194,18 @@ def _open(src: ResolvedSource, cfg: IngestConfig) -> Any:
         options.update(reconnect="0", probesize="1000000", analyzeduration="1000000")
     elif src.kind == "webcam":
         kwargs["format"] = "v4l2"
+    elif src.kind == "file":
+        options["format_whitelist"] = FILE_FORMATS
     try:
         return av.open(src.target, options=options, **kwargs)
+    except av.error.ArgumentError as exc:
+        if src.kind == "file":  # EINVAL at open: FFmpeg probed a format off the list
+            raise SourceError(
+                "refused: not a self-contained video file (playlists, concat scripts and other formats "
+                "that can read further files are not opened from local paths)",
+                permanent=True,
+            ) from None
+        raise classify_open_error(exc, src) from None
     except av.error.FFmpegError as exc:
         raise classify_open_error(exc, src) from None
     except OSError as exc:

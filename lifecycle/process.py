@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from configs.settings import Settings
@@ -41,6 +42,8 @@ class JsonFormatter(logging.Formatter):
                 out[name] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # a filter (bus.redact) may have formatted and masked it already
+            out["exc"] = record.exc_text
         return json.dumps(out, default=str)
 
 
@@ -57,6 +60,23 @@ def setup_logging(level: str = "INFO", worker: str = "") -> None:
     root.setLevel(level)
     for noisy in ("kafka", "httpx", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def private_files(*dirs: str | os.PathLike[str]) -> None:
+    """Files this process creates are its user's alone (0600, directories 0700): logs, the store,
+    snapshots and the effective config describe cameras and may quote secrets. `dirs` that already
+    exist (a data dir from an older version) are tightened, with the log files in them."""
+    os.umask(0o077)
+    for d in dirs:
+        path = Path(d)
+        if not path.is_dir():
+            continue
+        path.chmod(0o700)
+        for child in path.iterdir():
+            if child.is_dir() and child.name == "logs":
+                child.chmod(0o700)
+                for f in child.glob("*.log"):
+                    f.chmod(0o600)
 
 
 def stop_on_signals() -> threading.Event:

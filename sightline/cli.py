@@ -30,6 +30,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides.setdefault("api", {})["port"] = args.port
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
+    overrides.update(getattr(args, "config_overrides", None) or {})
     try:
         return load_settings(args.config, **overrides)
     except ConfigError as exc:
@@ -39,19 +40,35 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from None
 
 
+def start_process(settings: Settings, worker: str) -> None:
+    """What every Sightline process does first: private files, JSON logs, credentials masked in them."""
+    from bus.redact import install_log_redaction
+    from lifecycle.process import private_files, setup_logging
+
+    private_files(settings.data_dir)
+    setup_logging(settings.log_level, worker)
+    install_log_redaction()
+
+
 def _process(args: argparse.Namespace, kind: str, run: ProcessRun) -> int:
     """A process verb: settings, logging, stop-on-signal, then the package's run()."""
-    from lifecycle.process import setup_logging, stop_on_signals, worker_id
+    from lifecycle.metrics import serve as serve_metrics
+    from lifecycle.process import stop_on_signals, worker_id
 
     settings = _settings(args)
-    setup_logging(settings.log_level, worker_id(kind))
-    return int(run(settings, stop_on_signals()) or 0)
+    start_process(settings, worker_id(kind))
+    server = serve_metrics(settings.metrics, kind)  # off unless metrics.enabled
+    try:
+        return int(run(settings, stop_on_signals()) or 0)
+    finally:
+        if server is not None:
+            server.close()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from sightline.runtime import up
 
-    return up(_settings(args), sample=not args.no_sample)
+    return up(_settings(args), sample=not args.no_sample)  # up() starts itself as start_process does
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -72,12 +89,20 @@ def cmd_sink(args: argparse.Namespace) -> int:
     return _process(args, "sink", run)
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    from rules.service import run
+
+    if getattr(args, "rules", None):
+        args.config_overrides = {"rules": {"file": args.rules}}
+    return _process(args, "rules", run)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from dashboard.server import serve
-    from lifecycle.process import setup_logging, worker_id
+    from lifecycle.process import worker_id
 
     settings = _settings(args)
-    setup_logging(settings.log_level, worker_id("api"))
+    start_process(settings, worker_id("api"))
     return serve(settings)
 
 
@@ -108,6 +133,55 @@ def cmd_engine_check(args: argparse.Namespace) -> int:
     from glm45v_engine.check import main
 
     return main(_settings(args).engine, image=args.image, query=args.query)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """`search query TEXT` prints hits best first; `search reindex` rebuilds every vector."""
+    import json
+    from datetime import UTC, datetime
+
+    from sinks.db import epoch
+    from sinks.search import open_search
+    from sinks.search_rank import SearchFilter
+    from sinks.store import Store
+
+    settings = _settings(args)
+    if not settings.search.enabled:
+        print("search is off (search.enabled: false)", file=sys.stderr)
+        return 2
+    store = Store(settings.store_url)
+    try:
+        index = open_search(store.engine, settings.search)
+        if index is None:
+            print("search: the embedder did not start (see the log)", file=sys.stderr)
+            return 1
+        if args.what == "reindex":
+            from tqdm import tqdm
+
+            total = store.counts()["tracks"] + store.counts()["summaries"]
+            with tqdm(total=total, unit="doc", desc="reindex", file=sys.stderr) as bar:
+                n = index.reindex(progress=bar.update)
+            print(f"reindexed {n} rows with {index.signature.describe()}")
+            return 0
+        stamp = {
+            k: getattr(args, k) and epoch(datetime.fromisoformat(getattr(args, k)))
+            for k in ("since", "until")
+        }
+        flt = SearchFilter(camera_id=args.camera, kind=args.kind, since=stamp["since"], until=stamp["until"])
+        hits = index.search(args.text, flt, args.limit)
+        for h in hits:
+            if args.json:
+                print(json.dumps(h.__dict__))
+                continue
+            when = datetime.fromtimestamp(h.start, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            print(
+                f"{h.score:.4f}  {h.matched:<7}  {when}  {h.camera_name:<16}  {h.kind:<7}  {h.id}  {h.text}"
+            )
+        if not hits:
+            print("no hits", file=sys.stderr)
+        return 0
+    finally:
+        store.close()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -171,6 +245,8 @@ def build_parser(verb_hint: str | None = "bench") -> argparse.ArgumentParser:
     verb("ingest", cmd_ingest, "decode cameras and files into the frames topic")
     verb("analyze", cmd_analyze, "ask the engine about frames; emit events")
     verb("sink", cmd_sink, "write events, summaries and status into the store")
+    rules = verb("rules", cmd_rules, "evaluate zones, lines and rules over tracked objects; emit alerts")
+    rules.add_argument("--rules", help="a rules file (zones, lines, rules); overrides rules.file")
     serve = verb("serve", cmd_serve, "serve the REST API and the dashboard")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
@@ -190,6 +266,22 @@ def build_parser(verb_hint: str | None = "bench") -> argparse.ArgumentParser:
     se = ssub.add_parser("export", help="write the JSON Schema of every message kind to DIR")
     se.add_argument("dir", type=Path)
     se.set_defaults(fn=cmd_schema_export)
+
+    srch = sub.add_parser("search", help="search history by words and meaning; rebuild the index")
+    srsub = srch.add_subparsers(dest="what", required=True)
+    sq = srsub.add_parser("query", help="print the best hits for TEXT (tracks and summaries)")
+    _common_args(sq, bootstrap=False)
+    sq.add_argument("text")
+    sq.add_argument("--camera", help="only this camera id")
+    sq.add_argument("--kind", choices=["track", "summary"])
+    sq.add_argument("--since", help="ISO time; hits overlapping [since, until)")
+    sq.add_argument("--until", help="ISO time")
+    sq.add_argument("--limit", type=int, default=20)
+    sq.add_argument("--json", action="store_true", help="one JSON object per hit")
+    sq.set_defaults(fn=cmd_search)
+    sr = srsub.add_parser("reindex", help="embed every track and summary again with the configured embedder")
+    _common_args(sr, bootstrap=False)
+    sr.set_defaults(fn=cmd_search)
 
     ep = sub.add_parser("engine", help="engine tools")
     esub = ep.add_subparsers(dest="what", required=True)

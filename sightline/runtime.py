@@ -1,6 +1,6 @@
 """`sightline up`: the embedded default as one process tree.
 
-It starts a Tansu broker, then `sightline ingest | analyze | sink | serve` as
+It starts a Tansu broker, then `sightline ingest | analyze | rules | sink | serve` as
 child processes — the same entry points the docker-compose services run — with
 one effective config file, restarts a child that dies, and on Ctrl-C / SIGTERM
 stops the children, then the broker. Children die with us even on SIGKILL.
@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -24,13 +27,14 @@ import yaml
 from bus.broker import EmbeddedBroker
 from bus.contracts import CameraSpec, ControlMessage, QuerySpec
 from bus.kafka import Producer, ensure_topics
+from bus.redact import MASK, SECRET_PARAMS, install_log_redaction, redact_url
 from bus.topics import Topics
 from configs.settings import Settings
-from lifecycle.process import setup_logging, stop_on_signals
+from lifecycle.process import private_files, setup_logging, stop_on_signals
 from sightline.samples import sample_video
 
 log = logging.getLogger("sightline.up")
-CHILDREN = ("ingest", "analyze", "sink", "serve")
+CHILDREN = ("ingest", "analyze", "rules", "sink", "serve")
 PR_SET_PDEATHSIG = 1
 
 
@@ -44,15 +48,20 @@ class Child:
     verb: str
     argv: list[str]
     log_path: Path
+    env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
     started: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as out:
+        # 0600 whatever the umask: the log quotes camera names, errors and (masked) URLs.
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "ab") as out:
             self.proc = subprocess.Popen(
                 self.argv,
+                env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -110,8 +119,52 @@ def wait_healthy(url: str, timeout_s: float) -> bool:
     return False
 
 
+def split_secrets(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings with every secret masked (for effective-config.yaml, which people read and copy)
+    and the `SIGHTLINE_*` variables that give the children the real values (the environment wins
+    over the file). A secret is a field whose name says so (api_keys' `key`, webhook_secret, an
+    engine's api_key) or a URL carrying credentials (store.url, mqtt_url, webhook_urls)."""
+    data = settings.model_dump(mode="json")
+    env: dict[str, str] = {}
+    for section, fields in data.items():
+        if not isinstance(fields, dict):
+            continue
+        for name, value in fields.items():
+            masked = _masked(name, value)
+            if masked != value:
+                fields[name] = masked
+                var = f"SIGHTLINE_{section.upper()}__{name.upper()}"
+                env[var] = value if isinstance(value, str) else json.dumps(value)
+    return data, env
+
+
+def _masked(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {k: _masked(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(name, v) for v in value]
+    if SECRET_PARAMS.match(name):
+        return MASK
+    return redact_url(value) if "://" in value else value
+
+
+def write_effective_config(settings: Settings, path: Path) -> dict[str, str]:
+    """Write the masked config (0600); return the environment that carries the secrets."""
+    data, env = split_secrets(settings)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older, world-readable copy keeps its mode through O_TRUNC
+    with os.fdopen(fd, "w") as out:
+        out.write("# Secrets are masked (***); the processes get them from SIGHTLINE_* variables.\n")
+        out.write(yaml.safe_dump(data, sort_keys=False))
+    return env
+
+
 def up(settings: Settings, sample: bool = True) -> int:
     setup_logging(settings.log_level, "up")
+    install_log_redaction()
+    private_files(settings.data_dir)  # umask 077; an older data dir is tightened
     stop = stop_on_signals()
     data = Path(settings.data_dir)
     (data / "logs").mkdir(parents=True, exist_ok=True)
@@ -129,13 +182,13 @@ def up(settings: Settings, sample: bool = True) -> int:
     try:
         ensure_topics(bootstrap, topics.all(), settings.bus.partitions, settings.bus.replication)
         effective = data / "effective-config.yaml"
-        effective.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+        env = {**os.environ, **write_effective_config(settings, effective)}
         if sample and settings.demo.sample_camera:
             cam = register_sample(settings, bootstrap, topics)
             print(f"sample camera '{cam.id}': {cam.url} (query: {settings.demo.query!r})", flush=True)
         for verb in CHILDREN:
             argv = [sys.executable, "-m", "sightline.cli", verb, "--config", str(effective)]
-            children.append(Child(verb, argv, data / "logs" / f"{verb}.log"))
+            children.append(Child(verb, argv, data / "logs" / f"{verb}.log", env))
             children[-1].start()
         api = f"http://{settings.api.host}:{settings.api.port}"
         healthy = wait_healthy(f"{api}/healthz", 30)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bus.contracts import Envelope, ObjectEvent, Summary
+from bus.contracts import Alert, Envelope, ObjectEvent, Summary
 from configs import Settings
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Item:
-    kind: str  # "object_event" | "summary"
+    kind: str  # "object_event" | "summary" | "alert"
     id: str
     camera_id: str
-    query_id: str
-    phase: str  # start / update / end, or "summary"
+    query_id: str  # for an alert: its rule id (MQTT topic <prefix>/<camera>/<rule>/alert)
+    phase: str  # start / update / end, or "summary", or "alert"
     payload: dict[str, Any]
 
 
@@ -38,6 +38,9 @@ def to_item(msg: Envelope) -> Item | None:
     if isinstance(msg, Summary):
         data = msg.model_dump(mode="json", by_alias=True)
         return Item("summary", msg.summary_id, msg.camera_id, msg.query_id, "summary", data)
+    if isinstance(msg, Alert):
+        data = msg.model_dump(mode="json", by_alias=True)
+        return Item("alert", msg.alert_id, msg.camera_id, msg.rule_id, "alert", data)
     return None
 
 
@@ -116,9 +119,16 @@ class Outbound:
         if cfg.webhook_urls:
             from sinks.webhooks import WebhookTarget
 
-            targets += [
-                WebhookTarget(url, cfg.webhook_secret, cfg.webhook_timeout_s, cfg.webhook_retries)
-                for url in cfg.webhook_urls
+            targets += [  # one name each, so one failing target's counters are not hidden by another's
+                WebhookTarget(
+                    url,
+                    cfg.webhook_secret,
+                    cfg.webhook_timeout_s,
+                    cfg.webhook_retries,
+                    name=f"webhook{i}" if len(cfg.webhook_urls) > 1 else "webhook",
+                    allow_link_local=cfg.webhook_allow_link_local,
+                )
+                for i, url in enumerate(cfg.webhook_urls)
             ]
         if cfg.mqtt_url:
             from sinks.mqtt import MqttTarget

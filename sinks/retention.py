@@ -14,6 +14,7 @@ from sqlalchemy import delete
 
 from configs import Settings
 from sinks import tables as t
+from sinks.recordings import prune_recordings
 from sinks.snapshots import snapshots_root
 from sinks.store import Store
 
@@ -35,6 +36,8 @@ def prune_rows(store: Store, cutoff: float) -> dict[str, int]:
         (t.tracks, t.tracks.c.last_ts),
         (t.summaries, t.summaries.c.end_ts),
         (t.status, t.status.c.ts),
+        (t.alerts, t.alerts.c.ts),
+        (t.search_docs, t.search_docs.c.end_ts),  # what was indexed goes with what it indexed
     )
     out = {}
     with store.engine.begin() as conn:
@@ -74,6 +77,8 @@ class RetentionJob:
         self.max_age_s = settings.store.retention_days * 86400
         self.max_bytes = settings.store.snapshot_max_bytes
         self.interval_s = settings.store.retention_interval_s
+        self.data_dir = settings.data_dir
+        self.recording = settings.recording
         self._next = time.monotonic()  # first pass right after start
         self._counters: Counter[str] = Counter()
 
@@ -85,6 +90,11 @@ class RetentionJob:
         self._counters["retention_snapshot_files_deleted"] += files
         self._counters["retention_snapshot_bytes_freed"] += freed
         self._counters["snapshot_bytes"] = kept  # a level, not a running total
+        rec = prune_recordings(self.store.engine, self.data_dir, self.recording, cutoff + self.max_age_s)
+        for why, n in rec.deleted.items():
+            self._counters[f"retention_segments_{why}_deleted"] += n
+        self._counters["retention_segment_bytes_freed"] += rec.bytes_freed
+        self._counters["recording_bytes"] = rec.bytes_kept
         report = RetentionReport(rows, files, freed, kept)
         if files or any(rows.values()):
             log.info("retention: %s", report)

@@ -17,11 +17,20 @@ from typing import Any, cast
 from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
-from bus.contracts import ControlMessage, Envelope, ObjectEvent, StatusUpdate, Summary
+from bus.contracts import (
+    Alert,
+    ControlMessage,
+    Envelope,
+    ObjectEvent,
+    RecordedSegment,
+    StatusUpdate,
+    Summary,
+)
 from bus.kafka import (
     PoisonMessage,
     Producer,
     commit,
+    consumer_lag,
     dead_letter,
     decode,
     ensure_topics,
@@ -32,7 +41,9 @@ from bus.kafka import (
 from bus.redact import install_log_redaction
 from bus.topics import Topics
 from configs import Settings
+from lifecycle.metrics import set_consumer_lag
 from lifecycle.process import State, require_bootstrap, worker_id
+from sinks import metrics
 from sinks.store import Message, Store
 
 log = logging.getLogger(__name__)
@@ -66,6 +77,8 @@ class SinkWorker:
             topics.summaries: Summary,
             topics.status: StatusUpdate,
             topics.control: ControlMessage,
+            topics.alerts: Alert,
+            topics.recordings: RecordedSegment,
         }
 
     def step(self, stop: threading.Event, timeout_ms: int = 500) -> int:
@@ -92,6 +105,7 @@ class SinkWorker:
             self.producer.flush()  # dead letters must be durable before their offsets are committed
         commit(self.consumer, records)
         self.counters["stored"] += len(good) - rejected
+        metrics.stored(fresh)
         if fresh and self.on_stored is not None:
             self.on_stored(fresh)
         return len(records)
@@ -107,6 +121,7 @@ class SinkWorker:
     def _dead_letter(self, rec: ConsumerRecord, reason: str) -> None:
         dead_letter(self.producer, self.topics.deadletter, rec, reason, self.worker)
         self.counters["dead_lettered"] += 1
+        metrics.DEAD_LETTERED.inc()
 
     def _write(
         self, batch: list[tuple[ConsumerRecord, Message]], stop: threading.Event
@@ -124,9 +139,11 @@ class SinkWorker:
                 return self.store.write([m for _, m in batch]), 0
             except TRANSIENT as exc:
                 self.counters["store_errors"] += 1
+                metrics.STORE_ERRORS.labels("unavailable").inc()
                 log.warning("store unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
             except SQLAlchemyError as exc:
                 self.counters["store_rejects"] += 1
+                metrics.STORE_ERRORS.labels("rejected").inc()
                 log.warning("store refused a batch (%s); isolating the bad message", type(exc).__name__)
                 return self._write_one_by_one(batch, stop)
             if stop.wait(delay):
@@ -168,10 +185,22 @@ def run(settings: Settings, stop: threading.Event) -> int:
     ensure_topics(bootstrap, topics.all(), settings.bus.partitions, settings.bus.replication)
     worker = worker_id("sink")
     store = Store(settings.store_url)
+    from sinks.search import open_search
+
+    store.search = open_search(store.engine, settings.search)
+    if store.search is not None:  # a store from before search, or rows a crash left unindexed
+        log.info("search index: %d rows backfilled", store.search.backfill())
     producer = Producer(bootstrap, client_id=worker)
     consumer = make_consumer(
         bootstrap,
-        [topics.detections, topics.summaries, topics.status, topics.control],
+        [
+            topics.detections,
+            topics.summaries,
+            topics.status,
+            topics.control,
+            topics.recordings,
+            topics.alerts,
+        ],
         settings.store.group_id,
         client_id=worker,
     )
@@ -192,6 +221,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
     try:
         while not stop.is_set():
             sink.step(stop)
+            set_consumer_lag(settings.store.group_id, consumer_lag(consumer))
             retention.maybe_run()
             if time.monotonic() >= next_heartbeat:
                 producer.send(topics.status, worker, sink.status("running", extra=_extra()))

@@ -7,29 +7,40 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, or_, select, text
 from sqlalchemy.engine import Engine
 
 from bus.contracts import (
+    Alert,
     CameraSpec,
     ControlMessage,
     ObjectEvent,
     QuerySpec,
+    RecordedSegment,
     StatusUpdate,
     Summary,
 )
-from bus.redact import redact_text
+from bus.redact import redact_text, redact_url
 from sinks import tables as t
+from sinks.alerts import put_rule_object, write_alerts
 from sinks.db import create_engine, dumps, epoch, insert_for
 from sinks.eventwrite import write_events
+from sinks.recordings import write_segment
 
-Message = ObjectEvent | Summary | StatusUpdate | ControlMessage
+if TYPE_CHECKING:
+    from sinks.search import SearchIndex
+
+Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment | Alert
+
+
+MAX_SEQ = 2**63 - 1  # the events table's BIGINT
 
 
 class BadCursor(ValueError):
@@ -73,6 +84,7 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine: Engine = create_engine(url)
+        self.search: SearchIndex | None = None  # set by the sink: what it stores is indexed too
         if migrate:
             from sinks.migrate import upgrade
 
@@ -99,7 +111,14 @@ class Store:
                     self._status(conn, msg)
                 elif isinstance(msg, Summary) and self._summary(conn, msg):
                     fresh.append(msg)
+                elif isinstance(msg, RecordedSegment):
+                    write_segment(self.engine, conn, msg)  # an index row, not news: never sent outbound
             fresh += write_events(self.engine, conn, [m for m in batch if isinstance(m, ObjectEvent)])
+            fresh += write_alerts(self.engine, conn, [m for m in batch if isinstance(m, Alert)])
+        if self.search is not None and fresh:
+            # After the commit: a slow embedder never holds the write lock. A crash in between leaves
+            # rows unindexed, which the next start-up's backfill finds.
+            self.search.index_messages(fresh)
         return fresh
 
     def _summary(self, conn: Connection, s: Summary) -> bool:
@@ -134,6 +153,9 @@ class Store:
         )
 
     def _control(self, conn: Connection, m: ControlMessage) -> None:
+        if m.kind in ("zone", "line", "rule"):
+            put_rule_object(self.engine, conn, m)
+            return
         if m.op == "delete":
             table = t.cameras if m.kind == "camera" else t.queries
             conn.execute(delete(table).where(table.c.id == m.id))
@@ -143,6 +165,9 @@ class Store:
             self._put_query(conn, m.query, epoch(m.ts))
 
     def _put_camera(self, conn: Connection, cam: CameraSpec, ts: float) -> None:
+        # Only the masked URL is kept: database backups must not hold camera passwords. The
+        # control topic is the one place with the real URL (docs/deploy.md: treat it as a secret).
+        cam = cam.model_copy(update={"url": redact_url(cam.url)})
         ins = insert_for(self.engine, t.cameras)
         row = ins.values(id=cam.id, spec=cam.to_json().decode(), enabled=cam.enabled, updated_at=ts)
         x = ins.excluded
@@ -245,7 +270,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         out = {}
         with self.engine.connect() as conn:
-            for table in (t.cameras, t.queries, t.events, t.tracks, t.summaries, t.status):
+            for table in (t.cameras, t.queries, t.events, t.tracks, t.summaries, t.status, t.alerts):
                 out[table.name] = int(conn.execute(select(func.count()).select_from(table)).scalar() or 0)
         return out
 
@@ -293,6 +318,10 @@ def _decode_cursor(cursor: str) -> tuple[float, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts, seq = json.loads(raw)
-        return float(ts), int(seq)
+        ts = float(ts)
     except (ValueError, TypeError) as exc:
         raise BadCursor("cursor is not one this API returned") from exc
+    # Bounded before it reaches SQL: 1e30 overflowed the driver's integer (a 500), NaN compares false.
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ or not math.isfinite(ts) or abs(ts) > 1e11:
+        raise BadCursor("cursor is not one this API returned")
+    return ts, seq

@@ -6,17 +6,23 @@ Signature header (Stripe-style, so receivers can reject replays):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from bus.redact import redact_url
+from configs.settings import address_refused
 from sinks.outbound import Item
 
 log = logging.getLogger(__name__)
@@ -44,7 +50,19 @@ def verify(
     return hmac.compare_digest(expected, fields.get("v1", ""))
 
 
+class AddressRefused(Exception):
+    """The receiver's name resolved to an address webhooks must not reach."""
+
+
 class WebhookTarget:
+    """One receiver. `deliver` runs in the target's own outbound thread (sinks.outbound.Worker), so
+    a slow receiver delays only its own queue; each attempt has a total deadline (`timeout_s` for
+    resolving, connecting, sending and the status line — a reply dripping one byte every few
+    seconds cannot hold it longer) and the reply's body is never read (a 150 MB answer costs
+    nothing). The name is resolved and every address checked at each attempt, and the
+    connection goes to the checked address (pinned; Host and TLS SNI keep the name), so DNS
+    cannot swap in a link-local address after the config was checked."""
+
     def __init__(
         self,
         url: str,
@@ -53,15 +71,21 @@ class WebhookTarget:
         retries: int = 4,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        name: str = "webhook",
+        allow_link_local: bool = False,
     ) -> None:
         self.url = url
-        self.name = "webhook"
+        self.name = name
         self.secret = secret
+        self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.sleep = sleep
+        self.allow_link_local = allow_link_local
         self.display = redact_url(url)
-        self.client = httpx.Client(timeout=timeout_s, headers={"User-Agent": "sightline-webhook/1"})
+        self._loop = asyncio.new_event_loop()
+        self._client: httpx.AsyncClient | None = None
 
     def request(self, item: Item) -> tuple[bytes, dict[str, str]]:
         body = json.dumps(
@@ -81,14 +105,19 @@ class WebhookTarget:
         for attempt in range(self.retries + 1):
             reason = ""
             try:
-                resp = self.client.post(self.url, content=body, headers=headers)
-                if resp.status_code < 300:
+                status = self._loop.run_until_complete(self._attempt(body, headers))
+                if status < 300:
                     return True
-                if resp.status_code not in RETRYABLE:
-                    log.warning("webhook %s refused %s: HTTP %d", self.display, item.id, resp.status_code)
+                if status not in RETRYABLE:
+                    log.warning("webhook %s refused %s: HTTP %d", self.display, item.id, status)
                     return False
-                reason = f"HTTP {resp.status_code}"
-            except httpx.HTTPError as exc:
+                reason = f"HTTP {status}"
+            except AddressRefused as exc:  # not retried: the address is the problem, not the moment
+                log.warning("webhook %s not sent: %s", self.display, exc)
+                return False
+            except TimeoutError:
+                reason = f"no answer within {self.timeout_s:g}s"
+            except (httpx.HTTPError, OSError) as exc:
                 reason = type(exc).__name__
             if attempt < self.retries:
                 delay = min(30.0, self.backoff_s * 2**attempt) * random.uniform(0.8, 1.2)
@@ -97,5 +126,44 @@ class WebhookTarget:
         log.warning("webhook %s gave up on %s after %d attempts", self.display, item.id, self.retries + 1)
         return False
 
+    async def _attempt(self, body: bytes, headers: dict[str, str]) -> int:
+        async with asyncio.timeout(self.timeout_s):
+            url, host_header, extensions = await self._pinned()
+            if self._client is None:
+                self._client = httpx.AsyncClient(
+                    timeout=self.timeout_s, headers={"User-Agent": "sightline-webhook/1"}
+                )
+            async with self._client.stream(
+                "POST", url, content=body, headers={**headers, "Host": host_header}, extensions=extensions
+            ) as resp:
+                return resp.status_code  # the body is not read: closing the stream drops it
+
+    async def _pinned(self) -> tuple[str, str, dict[str, Any]]:
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+        for ip in addresses:  # every address: a name that resolves to several must not mix in a bad one
+            if address_refused(ip, allow_link_local=self.allow_link_local):
+                shown = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+                raise AddressRefused(
+                    f"{host} resolves to {shown} (link-local/unspecified/multicast); "
+                    "set store.webhook_allow_link_local to allow it"
+                )
+        if not addresses:
+            raise AddressRefused(f"{host} resolves to no address")
+        ip = addresses[0]
+        literal = f"[{ip}]" if ip.version == 6 else str(ip)
+        netloc = f"{literal}:{port}"
+        url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        host_header = parts.netloc.rpartition("@")[2]  # as the URL names it, without any userinfo
+        extensions: dict[str, Any] = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return url, host_header, extensions
+
     def close(self) -> None:
-        self.client.close()
+        if self._loop.is_running():  # its thread is still stuck in an attempt: leave the loop to it
+            return
+        if self._client is not None:
+            self._loop.run_until_complete(self._client.aclose())
+        self._loop.close()

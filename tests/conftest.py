@@ -108,3 +108,49 @@ def vtest_10s(vtest: Path, media_dir: Path) -> Path:
 def vtest_20s(vtest: Path, media_dir: Path) -> Path:
     """The first 20 s of vtest.avi: the span of tests/data/vtest_people_0-20s.json."""
     return cut_clip(vtest, media_dir / "vtest_20s.mp4", 20)
+
+
+# -- search over history (issue 14) --------------------------------------------------------------
+PG_TEST_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pgvector_installed() -> bool:
+    """pgvector's control file is in the local server's extension directory (scripts/ensure-pgvector.sh)."""
+    return any(Path("/usr/share/postgresql").glob("*/extension/vector.control"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def search_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store URL on SQLite, then on PostgreSQL with pgvector (one schema per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/search.db"
+        return
+    from sqlalchemy import create_engine, text
+
+    need(port_open("127.0.0.1", 5432), "PostgreSQL is not listening on 127.0.0.1:5432")
+    need(
+        pgvector_installed(),
+        "pgvector is not installed in the local PostgreSQL (bash scripts/ensure-pgvector.sh)",
+    )
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        PG_TEST_URL.replace("postgresql:", "postgresql+psycopg:"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        # The extension is database-wide; it lives in `public` so every test schema sees its type.
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public"))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_TEST_URL}?options=-csearch_path%3D{schema},public"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def wordllama_embedder() -> Any:
+    from configs.search import WordLlamaEmbedderConfig
+    from sinks.embedders import WordLlamaEmbedder
+
+    return WordLlamaEmbedder(WordLlamaEmbedderConfig())

@@ -15,9 +15,11 @@ from sightline.eval.truth import BBox
 
 # A pair scoring exactly the threshold must pass although IoU arithmetic is in floats.
 IOU_EPS = 1e-9
-# Cost of an infeasible pair: larger than any possible sum of feasible costs, so the assignment
-# maximises the number of feasible pairs first and only then their quality.
+# Cost of an infeasible box pair: larger than any possible sum of feasible costs, so the per-instant
+# assignment maximises the number of feasible pairs first and only then their quality.
 _INFEASIBLE = 1e6
+# Words dropped from the front of a label before comparing ("a person", "the man").
+_ARTICLES = frozenset({"a", "an", "the"})
 PERSON_WORDS = frozenset(
     {
         "person",
@@ -79,11 +81,21 @@ def iou(a: BBox, b: BBox) -> float:
 
 
 def normalise_label(label: str, aliases: Mapping[str, str] | None = None) -> str:
-    """Lower-case, collapse spaces, apply `aliases`, and fold people words into 'person'."""
-    s = " ".join(label.lower().split())
+    """The label as compared: lower case, punctuation as spaces, spaces collapsed, a leading
+    article dropped; then `aliases` (their keys normalised the same way) and people words → 'person'.
+    """
+    s = _clean(label)
     if aliases:
-        s = aliases.get(s, s)
+        table = {_clean(k): _clean(v) for k, v in aliases.items()}
+        s = table.get(s, s)
     return "person" if s in PERSON_WORDS else s
+
+
+def _clean(label: str) -> str:
+    words = "".join(c if c.isalnum() else " " for c in label.lower()).split()
+    if len(words) > 1 and words[0] in _ARTICLES:
+        words = words[1:]
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -163,16 +175,32 @@ def temporal_iou(
     return inter / union if union > 0 else 0.0
 
 
+def bridge_gaps(intervals: Sequence[tuple[float, float]], gap_s: float) -> list[tuple[float, float]]:
+    """Intervals with gaps of at most `gap_s` closed: a person hidden for a moment is one visit."""
+    out: list[tuple[float, float]] = []
+    for a, b in intervals:
+        if out and a - out[-1][1] <= gap_s:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
 def best_interval(
-    span: tuple[float, float], intervals: Sequence[tuple[float, float]], frame_s: float
+    span: tuple[float, float],
+    intervals: Sequence[tuple[float, float]],
+    frame_s: float,
+    gap_s: float = 0.0,
 ) -> tuple[float, float]:
-    """The object interval a track most overlaps (nearest start when none overlaps)."""
+    """The object interval a track most overlaps (nearest start when none overlaps), after
+    bridging gaps of at most `gap_s`: a track that kept an object through a short occlusion
+    is timed against the whole visit, not against one piece of it."""
 
     def key(iv: tuple[float, float]) -> tuple[float, float]:
         overlap = max(0.0, min(span[1] + frame_s, iv[1] + frame_s) - max(span[0], iv[0]))
         return (-overlap, abs(iv[0] - span[0]))
 
-    return min(intervals, key=key)
+    return min(bridge_gaps(intervals, gap_s), key=key)
 
 
 def associate_tracks(
@@ -182,17 +210,18 @@ def associate_tracks(
     """One-to-one track → object association for timing.
 
     Candidates are (track, object) pairs matched at least once at some instant; the
-    assignment maximises co-matched instants + temporal IoU (tIoU <= 1 breaks ties).
+    assignment maximises the sum of co-matched instants + temporal IoU (tIoU <= 1 breaks ties)
+    over the chosen pairs. Tracks and objects may stay unassociated: a pair that was never
+    co-matched costs 0 (as not pairing), so the number of pairs is never bought with quality —
+    a long track on A with one stray box on B stays with A even if that leaves B without a track.
     """
     pairs = [k for k, n in co_matches.items() if n > 0]
     if not pairs:
         return []
     tracks = sorted({t for t, _ in pairs})
     objects = sorted({o for _, o in pairs})
-    cost = np.full((len(tracks), len(objects)), _INFEASIBLE)
+    cost = np.zeros((len(tracks), len(objects)))  # every candidate's cost is < 0
     for t, o in pairs:
         cost[tracks.index(t), objects.index(o)] = -(co_matches[(t, o)] + tiou.get((t, o), 0.0))
     rows, cols = linear_sum_assignment(cost)
-    return sorted(
-        (tracks[i], objects[j]) for i, j in zip(rows, cols, strict=True) if cost[i, j] < _INFEASIBLE
-    )
+    return sorted((tracks[i], objects[j]) for i, j in zip(rows, cols, strict=True) if cost[i, j] < 0)

@@ -2,8 +2,11 @@
 
 Rows are `frame,id,bb_left,bb_top,bb_width,bb_height,conf,class,visibility` (MOT16/17/20);
 MOT15-style rows (`...,conf,x,y,z` with class missing or -1) are read as pedestrians.
-Frames are 1-based: frame f is at media time (f - 1) / fps. MOT pixel coordinates are
-1-based too, so bb_left 1 becomes x1 = 0 here; boxes are clipped to the frame.
+Frames are 1-based. Given the video the file annotates, frame f is at that video's own
+timestamp of its f-th frame (PTS × time base, as ingest stamps frames), so a clip whose first
+PTS is not 0 (an MPEG-TS remux, an edit list) is judged against the right frames; without it,
+at (f - 1) / fps. MOT pixel coordinates are 1-based too, so bb_left 1 becomes x1 = 0 here;
+boxes are clipped to the frame.
 
 Which rows count (the MOT17 devkit's rules, simplified):
 - class in `classes` (default {1}: pedestrian) and conf != 0 and visibility >= min_visibility: a box
@@ -20,6 +23,7 @@ import csv
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,18 +52,21 @@ def read_mot(
     label: str = "person",
     width: int | None = None,
     height: int | None = None,
+    video: str | Path | None = None,
 ) -> GroundTruth:
     """Read a `gt.txt` (or a sequence directory with `gt/gt.txt` and `seqinfo.ini`).
 
     `fps`, `width`, `height` override `seqinfo.ini`; without either, fps defaults to
     DEFAULT_FPS (30, the MOTChallenge norm) and the size to the extent of the boxes.
+    `video`: the clip itself; its frames' own timestamps place the rows (see the module doc).
     """
     p = Path(path)
     gt = p / "gt" / "gt.txt" if p.is_dir() else p
     if not gt.is_file():
         raise TruthError(f"{p}: no MOT gt.txt found (expected a gt.txt file or a directory with gt/gt.txt)")
     info = _seqinfo(gt)
-    rate = fps or _num(info.get("framerate"), float) or DEFAULT_FPS
+    stamps = video_frame_times(video) if video is not None else None
+    rate = fps or _num(info.get("framerate"), float) or _rate(stamps) or DEFAULT_FPS
     if rate <= 0:
         raise TruthError(f"{gt}: fps must be positive, got {rate}")
     rows = _rows(gt)
@@ -67,6 +74,17 @@ def read_mot(
     h = height or _num(info.get("imheight"), int) or math.ceil(max((r.y - 1 + r.h for r in rows), default=1))
     n_frames = _num(info.get("seqlength"), int) or max((r.frame for r in rows), default=1)
     keep = frozenset(classes)
+    if stamps is not None:
+        last = max(n_frames, max(r.frame for r in rows))
+        if last > len(stamps):
+            raise TruthError(f"{gt}: frame {last} is beyond the {len(stamps)} frames of {video}")
+
+        def when(frame: int) -> float:
+            return stamps[frame - 1]
+    else:
+
+        def when(frame: int) -> float:
+            return _time(frame, rate)
 
     per_id: dict[int, list[TruthBox]] = defaultdict(list)
     for r in rows:
@@ -79,7 +97,7 @@ def read_mot(
         box = _clip((r.x - 1, r.y - 1, r.x - 1 + r.w, r.y - 1 + r.h), w, h)
         if box is None:
             continue  # entirely outside the frame
-        per_id[r.track].append(TruthBox(t=_time(r.frame, rate), bbox=box, ignore=ignore))
+        per_id[r.track].append(TruthBox(t=when(r.frame), bbox=box, ignore=ignore))
 
     objects = []
     for track, boxes in sorted(per_id.items()):
@@ -88,13 +106,36 @@ def read_mot(
             raise TruthError(f"{gt}: id {track} has two rows for the same frame")
         spans = intervals_from_times((b.t for b in boxes), max_gap_s=1.5 / rate)
         objects.append(TruthObject(id=str(track), label=label, intervals=spans, boxes=tuple(boxes)))
-    video = VideoInfo(
+    segment = VideoInfo(
         file=info.get("name", gt.parent.parent.name if gt.parent.name == "gt" else gt.name),
-        width=w, height=h, fps=rate, start_s=0.0, end_s=_time(n_frames, rate),
+        width=w, height=h, fps=rate, start_s=when(1), end_s=when(n_frames),
     )  # fmt: skip
-    times = tuple(_time(f, rate) for f in range(1, n_frames + 1))
+    times = tuple(when(f) for f in range(1, n_frames + 1))
     note = f"imported from MOTChallenge {gt} (classes {sorted(keep)}, min visibility {min_visibility})"
-    return GroundTruth(video=video, times=times, objects=tuple(objects), note=note)
+    return GroundTruth(video=segment, times=times, objects=tuple(objects), note=note)
+
+
+def video_frame_times(video: str | Path) -> list[float]:
+    """Media time of every frame of `video`, in presentation order, stamped as ingest's PyAV
+    source stamps them (PTS × time base; the frame's own time, else one nominal frame on)."""
+    import av
+
+    try:
+        with av.open(str(video)) as c:
+            stream = c.streams.video[0]
+            tb = stream.time_base
+            step = 1.0 / float(stream.average_rate or stream.guessed_rate or 25)
+            out: list[float] = []
+            for frame in c.decode(stream):
+                if frame.pts is not None and tb is not None:
+                    out.append(float(frame.pts * tb))
+                elif frame.time is not None:
+                    out.append(float(frame.time))
+                else:
+                    out.append(out[-1] + step if out else 0.0)
+    except (av.FFmpegError, IndexError) as e:
+        raise TruthError(f"{video}: cannot read the video's frame times: {e}") from e
+    return sorted(out)
 
 
 class _Row:
@@ -155,6 +196,14 @@ def _num(text: str | None, kind: type[N]) -> N | None:
         return kind(float(text))
     except ValueError as e:
         raise TruthError(f"seqinfo.ini: {text!r} is not a number") from e
+
+
+def _rate(stamps: list[float] | None) -> float | None:
+    """Frames per second from a video's frame times (the median step)."""
+    if not stamps or len(stamps) < 2:
+        return None
+    steps = sorted(b - a for a, b in pairwise(stamps) if b > a)
+    return 1.0 / steps[len(steps) // 2] if steps else None
 
 
 def _time(frame: int, fps: float) -> float:

@@ -2,9 +2,12 @@
 
 Two entry points share one scorer:
 
-- `score_boxes(preds, truth)`: raw per-frame predictions `(t, bbox, label[, track_id])`. Each
-  prediction is judged at the annotated instant nearest to its `t` (within `time_tol_s`,
-  default half a frame); predictions at other instants are counted as `unjudged`.
+- `score_boxes(preds, truth, sampled=...)`: raw per-frame predictions `(t, bbox, label[, track_id])`.
+  Each prediction is judged at the annotated instant nearest to its `t` (within `time_tol_s`,
+  default half a frame); predictions at other instants are counted as `unjudged`. With `sampled`
+  (the times of the frames the engine was asked about) only annotated instants near one of them
+  are judged: a 10 fps truth is not "missed" at the frames a 2 fps engine never saw
+  (`unsampled` counts them).
 - `score_events(events, truth)`: `ObjectEvent`s of one camera and query. At each annotated
   instant t, a track that is alive (start.pts_s <= t <= end.pts_s, or its last event when it
   has no `end`) predicts its latest box with pts_s <= t. This measures what the event stream
@@ -19,8 +22,9 @@ to find, F1 = 0 when both are 0.
 Track metrics (predictions with track ids): an ID switch is counted when a truth object is
 matched to a different track than at its previous matched instant (MOT style); an object is
 fragmented when more than one track matched it. Tracks are associated one-to-one with objects
-by co-matched instants + temporal IoU; for each pair, timing error = |track start - interval
-start| and |track end - interval end| against the object interval the track overlaps most.
+by co-matched instants + temporal IoU (pairs may stay unassociated rather than trade quality for
+their number); for each pair, timing error = |track start - interval start| and |track end -
+interval end| against the object visit the track overlaps most (gaps up to `bridge_s` bridged).
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ from sightline.eval.match import (
 from sightline.eval.truth import TIME_EPS, GroundTruth
 
 PHASE_ORDER = {"start": 0, "update": 1, "end": 2}
+# Gaps in an object's intervals up to this long are bridged when timing a track against them:
+# the tracker keeps a track through `analyzer.tracking.max_missing_s` (2 s by default) of absence.
+BRIDGE_S = 2.0
 
 
 class ObjectScore(BaseModel):
@@ -73,6 +80,7 @@ class Scores(BaseModel):
     source: str
     iou_threshold: float
     times: int
+    unsampled: int = 0  # annotated instants not judged because no sampled frame was near
     predictions: int
     unjudged: int
     ignored: int
@@ -104,6 +112,8 @@ class Scores(BaseModel):
         judged = (
             f"{self.times} ({self.predictions} predictions, {self.unjudged} unjudged, {self.ignored} ignored)"
         )
+        if self.unsampled:
+            judged += f"; {self.unsampled} annotated instants not sampled"
         tracks = f"{self.truth_objects} / {self.tracks} ({self.associated_tracks} associated)"
         start = f"{f(self.start_error_mean_s, ' s')} / {f(self.start_error_median_s, ' s')}"
         end = f"{f(self.end_error_mean_s, ' s')} / {f(self.end_error_median_s, ' s')}"
@@ -130,11 +140,20 @@ def score_boxes(
     match_labels: bool = True,
     aliases: Mapping[str, str] | None = None,
     time_tol_s: float | None = None,
+    sampled: Iterable[float] | None = None,
+    bridge_s: float = BRIDGE_S,
 ) -> Scores:
-    """Score raw per-frame predictions; see the module docstring for the rules."""
+    """Score raw per-frame predictions; see the module docstring for the rules.
+
+    `sampled`: media times of every frame the engine answered (with or without boxes); None
+    means every annotated instant was seen.
+    """
     items = [as_prediction(p) for p in preds]
-    times = truth.annotated_times()
     tol = _tolerance(truth, time_tol_s)
+    times = truth.annotated_times()
+    if sampled is not None:
+        seen = sorted(sampled)
+        times = tuple(t for t in times if _nearest(seen, t, tol) is not None)
     at: dict[float, list[Prediction]] = defaultdict(list)
     unjudged = 0
     for p in items:
@@ -151,7 +170,7 @@ def score_boxes(
     lifetimes = [Lifetime(track_id=k, start_s=s, end_s=e) for k, (s, e) in spans.items()]
     return _score(
         at, truth, lifetimes, iou_threshold=iou, match_labels=match_labels, aliases=aliases,
-        unjudged=unjudged, source="boxes", tol=tol,
+        unjudged=unjudged, source="boxes", tol=tol, judged=times, bridge_s=bridge_s,
     )  # fmt: skip
 
 
@@ -165,6 +184,7 @@ def score_events(
     match_labels: bool = True,
     aliases: Mapping[str, str] | None = None,
     time_tol_s: float | None = None,
+    bridge_s: float = BRIDGE_S,
 ) -> Scores:
     """Score an event stream of ONE camera and query (filter with camera_id / query_id)."""
     chosen = [
@@ -195,7 +215,7 @@ def score_events(
             at[t].append(Prediction(t=t, bbox=box.bbox, label=box.label, track_id=track_id))
     return _score(
         at, truth, lifetimes, iou_threshold=iou, match_labels=match_labels, aliases=aliases,
-        unjudged=0, source="events", tol=tol,
+        unjudged=0, source="events", tol=tol, judged=times, bridge_s=bridge_s,
     )  # fmt: skip
 
 
@@ -220,6 +240,8 @@ def _score(
     unjudged: int,
     source: str,
     tol: float,
+    judged: Sequence[float],
+    bridge_s: float,
 ) -> Scores:
     tp = fp = fn = ignored = 0
     hit_ious: list[float] = []
@@ -229,7 +251,9 @@ def _score(
     co: Counter[tuple[str, str]] = Counter()
     boxes: Counter[str] = Counter()
     found: Counter[str] = Counter()
-    for t, (real, ignore) in _truth_index(truth).items():
+    index = _truth_index(truth)
+    for t in judged:
+        real, ignore = index[t]
         preds = list(at.get(t, ()))
         pairs = match_boxes(
             real,
@@ -257,7 +281,7 @@ def _score(
             previous[obj] = track
             seen_tracks[obj].add(track)
             co[(track, obj)] += 1
-    timing = _timing(truth, lifetimes, co)
+    timing = _timing(truth, lifetimes, co, bridge_s)
     none: tuple[str | None, float | None, float | None] = (None, None, None)
     objects = []
     for o in truth.objects:
@@ -284,7 +308,8 @@ def _score(
     starts = [v[1] for v in timing.values() if v[1] is not None]
     ends = [v[2] for v in timing.values() if v[2] is not None]
     return Scores(
-        source=source, iou_threshold=iou_threshold, times=len(truth.annotated_times()),
+        source=source, iou_threshold=iou_threshold, times=len(judged),
+        unsampled=len(truth.annotated_times()) - len(judged),
         predictions=sum(len(v) for v in at.values()), unjudged=unjudged, ignored=ignored, tp=tp, fp=fp, fn=fn,
         precision=precision, recall=recall,
         f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
@@ -300,7 +325,7 @@ def _score(
 
 
 def _timing(
-    truth: GroundTruth, lifetimes: Sequence[Lifetime], co: Mapping[tuple[str, str], int]
+    truth: GroundTruth, lifetimes: Sequence[Lifetime], co: Mapping[tuple[str, str], int], bridge_s: float
 ) -> dict[str, tuple[str, float, float]]:
     """object id -> (associated track, |start error|, |end error|).
 
@@ -314,7 +339,7 @@ def _timing(
     out = {}
     for t, o in associate_tracks({k: v for k, v in co.items() if k[0] in lives}, tiou):
         span = lives[t]
-        start, end = best_interval(span, by_id[o].intervals, frame_s)
+        start, end = best_interval(span, by_id[o].intervals, frame_s, bridge_s)
         out[o] = (t, abs(span[0] - start), abs(span[1] - end))
     return out
 

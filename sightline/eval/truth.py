@@ -170,19 +170,23 @@ def _listed(times: list[float], t: float) -> bool:
     return i < len(times) and abs(times[i] - t) <= TIME_EPS
 
 
-def load_truth(path: str | Path, *, fps: float | None = None, **mot_options: object) -> GroundTruth:
+def load_truth(
+    path: str | Path, *, fps: float | None = None, video: str | Path | None = None, **mot_options: object
+) -> GroundTruth:
     """Read a ground truth, detecting the format from the content.
 
     Sightline JSON (an object with "schema": "sightline.truth/1"), or MOTChallenge: a
     `gt.txt` file or a sequence directory holding `gt/gt.txt` (and `seqinfo.ini`).
-    `fps` is needed for MOT files without a `seqinfo.ini`; `mot_options` go to
-    `eval_mot.read_mot` (classes, min_visibility, label, width, height).
+    `fps` is needed for MOT files without a `seqinfo.ini`; `video` (the clip the MOT file
+    annotates) places frame f at that clip's own f-th timestamp; `mot_options` go to
+    `eval_mot.read_mot` (classes, min_visibility, label, width, height). A JSON truth carries its
+    own times, so `fps` and `video` do not apply to it.
     """
     from sightline.eval.mot import read_mot
 
     p = Path(path)
     if p.is_dir():
-        return read_mot(p, fps=fps, **mot_options)  # type: ignore[arg-type]
+        return read_mot(p, fps=fps, video=video, **mot_options)  # type: ignore[arg-type]
     if not p.is_file():
         raise TruthError(f"{p}: no such ground-truth file")
     try:
@@ -193,7 +197,7 @@ def load_truth(path: str | Path, *, fps: float | None = None, **mot_options: obj
         if mot_options:
             raise TruthError(f"{p}: MOT options {sorted(mot_options)} do not apply to a JSON ground truth")
         return parse_truth_json(text, source=str(p))
-    return read_mot(p, fps=fps, **mot_options)  # type: ignore[arg-type]
+    return read_mot(p, fps=fps, video=video, **mot_options)  # type: ignore[arg-type]
 
 
 def parse_truth_json(text: str, *, source: str = "<string>") -> GroundTruth:

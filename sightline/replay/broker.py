@@ -23,7 +23,7 @@ from bus.kafka import Producer, decode, ensure_topics, make_consumer
 from bus.topics import Topics
 from configs.settings import Settings
 from ingest import service as ingest_service
-from sightline.replay.run import ReplayResult, canonical_order
+from sightline.replay.run import ReplayResult, canonical_order, check_complete
 
 IDLE_S = 1.0
 
@@ -62,6 +62,8 @@ def run_replay_broker(
         result.camera_state, result.camera_reason = cam.state, cam.reason
         published = int(cam.counters.get("published", 0))
         result.frames = published
+        result.camera_counters = {k: int(v) for k, v in cam.counters.items()}
+        check_complete(result.camera_counters, published)
         if published:
             _wait_committed(bootstrap, settings.analyzer.group_id, topics.frames, published + 1, timeout_s)
     finally:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from configs.settings import Settings
 
 if TYPE_CHECKING:
+    from sightline.eval.scoring import Scores
     from sightline.eval.truth import GroundTruth
     from sightline.replay.run import ReplayResult
 
@@ -28,6 +29,18 @@ def add_args(rp: argparse.ArgumentParser) -> None:
     rp.add_argument("--truth", help="ground truth (Sightline JSON or MOT gt.txt)")
     rp.add_argument("--min-recall", type=float)
     rp.add_argument("--min-precision", type=float)
+    rp.add_argument(
+        "--label-alias",
+        action="append",
+        default=[],
+        metavar="FROM=TO",
+        help="score predicted label FROM as TO, e.g. 'red coat=person' (repeatable; after normalisation)",
+    )
+    rp.add_argument(
+        "--ignore-labels",
+        action="store_true",
+        help="match boxes whatever their labels (free-text answers to a one-class query)",
+    )
     rp.add_argument("--no-progress", action="store_true")
     rp.add_argument(
         "--keep-latency", action="store_true", help="keep measured latencies in the JSONL (not reproducible)"
@@ -38,7 +51,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """The verb: prints the closing table, writes JSONL, scores and gates on thresholds."""
     from glm45v_engine import EngineError
     from sightline.eval.truth import TruthError, load_truth
-    from sightline.replay.run import make_queries, run_replay
+    from sightline.replay.run import ReplayIncomplete, make_queries, run_replay
 
     video = Path(args.video)
     if not video.is_file():
@@ -59,8 +72,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     truth = None
     if args.truth:
         try:
-            truth = load_truth(args.truth, fps=_fps(video))
-        except TruthError as exc:
+            aliases(args.label_alias)
+            truth = load_truth(args.truth, fps=_fps(video), video=video)
+        except (TruthError, ValueError) as exc:
             print(f"replay: {exc}", file=sys.stderr)
             return 2
     try:
@@ -77,6 +91,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except EngineError as exc:
         print(f"replay: engine error: {exc}", file=sys.stderr)
         return 1
+    except ReplayIncomplete as exc:
+        print(f"replay: incomplete, not scored: {exc}", file=sys.stderr)
+        return 1
     if args.out:
         Path(args.out).write_text(result.jsonl(keep_latency=args.keep_latency))
     print(result.table())
@@ -89,7 +106,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _score_and_gate(result: ReplayResult, truth: GroundTruth, args: argparse.Namespace) -> int:
-    from sightline.eval.scoring import Scores, score_boxes, score_events
+    from sightline.eval.scoring import score_boxes, score_events
 
     grounding = sorted({e.query_id for e in result.events} | {b[3] for b in result.boxes})
     if len(grounding) != 1:
@@ -98,28 +115,64 @@ def _score_and_gate(result: ReplayResult, truth: GroundTruth, args: argparse.Nam
             file=sys.stderr,
         )
         return 2
-    ev: Scores = score_events(result.events, truth)
-    boxes: Scores = score_boxes([(t, bbox, label) for t, bbox, label, _ in result.boxes], truth)
+    match_labels, alias = not args.ignore_labels, aliases(args.label_alias)
+    ev: Scores = score_events(result.events, truth, match_labels=match_labels, aliases=alias)
+    boxes: Scores = score_boxes(
+        [(t, bbox, label) for t, bbox, label, _ in result.boxes],
+        truth,
+        sampled=result.frame_times,
+        match_labels=match_labels,
+        aliases=alias,
+    )
     print("\nevents against the ground truth (what subscribers receive):")
     print(ev.table())
     print("\nper-frame boxes against the ground truth (the engine alone):")
     print(boxes.table())
-    failed = []
-    if args.min_recall is not None and ev.recall < args.min_recall:
-        failed.append(f"recall {ev.recall:.3f} < {args.min_recall}")
-    if args.min_precision is not None and ev.precision < args.min_precision:
-        failed.append(f"precision {ev.precision:.3f} < {args.min_precision}")
+    try:
+        failed, met = check_gates(ev, {"recall": args.min_recall, "precision": args.min_precision})
+    except ValueError as exc:
+        print(f"\nreplay: {exc}", file=sys.stderr)
+        return 2
     if failed:
         print("\nFAILED: " + "; ".join(failed))
         return 1
-    met = []
-    if args.min_recall is not None:
-        met.append(f"recall {ev.recall:.3f} >= {args.min_recall}")
-    if args.min_precision is not None:
-        met.append(f"precision {ev.precision:.3f} >= {args.min_precision}")
     if met:
         print("\nPASSED: " + "; ".join(met))
     return 0
+
+
+def aliases(pairs: list[str]) -> dict[str, str]:
+    """`--label-alias FROM=TO` values as a mapping; ValueError names a malformed one."""
+    out = {}
+    for pair in pairs:
+        src, sep, dst = pair.partition("=")
+        if not sep or not src.strip() or not dst.strip():
+            raise ValueError(f"--label-alias {pair!r}: expected FROM=TO")
+        out[src.strip()] = dst.strip()
+    return out
+
+
+def check_gates(scores: Scores, minimums: dict[str, float | None]) -> tuple[list[str], list[str]]:
+    """(failed, met) descriptions for each metric with a minimum.
+
+    A truth that judges nothing cannot pass a gate: with no annotated instant every metric is
+    vacuous, and with nothing to find recall (and identity) is 1 by convention, not by merit.
+    """
+    wanted = {k: v for k, v in minimums.items() if v is not None}
+    if not wanted:
+        return [], []
+    if scores.times == 0:
+        raise ValueError("the ground truth has no annotated instant to judge: refusing to gate on it")
+    if scores.tp + scores.fn == 0 and any(k != "precision" for k in wanted):
+        raise ValueError("the ground truth has nothing to find: recall is undefined, refusing to gate on it")
+    failed: list[str] = []
+    met: list[str] = []
+    for name, minimum in wanted.items():
+        value = float(getattr(scores, name))
+        (failed if value < minimum else met).append(
+            f"{name} {value:.3f} {'<' if value < minimum else '>='} {minimum}"
+        )
+    return failed, met
 
 
 def _fps(video: Path) -> float | None:

@@ -33,11 +33,26 @@ from ingest.plan import CameraPlan
 Record = ObjectEvent | Summary
 
 
+class ReplayIncomplete(RuntimeError):
+    """Fewer frames reached the analyzer than the camera sampled: a replay must never cut frames."""
+
+
+def check_complete(counters: dict[str, int], processed: int) -> None:
+    """Raise `ReplayIncomplete` unless every sampled frame that the gate let through was processed."""
+    expected = counters.get("sampled", 0) - counters.get("gated", 0)
+    if processed < expected:
+        raise ReplayIncomplete(
+            f"{processed} of {expected} sampled frames were processed "
+            f"(camera counters {dict(sorted(counters.items()))})"
+        )
+
+
 @dataclass
 class ReplayResult:
     records: list[Record] = field(default_factory=list)  # in the order they were produced
     boxes: list[tuple[float, tuple[float, float, float, float], str, str]] = field(default_factory=list)
     frames: int = 0
+    frame_times: list[float] = field(default_factory=list)  # pts_s of every processed frame
     camera_state: str = ""
     camera_reason: str = ""
     # The camera's last counters (decoded, published, gated, ...): gated + published = sampled.
@@ -186,7 +201,7 @@ async def _replay(
     worker = CameraWorker(
         plan, settings.ingest, publisher, worker="replay", max_frame_bytes=settings.bus.max_frame_bytes
     )
-    store = _open_store(store_url)
+    store = _open_store(store_url, settings)
     bar = _progress(video, plan.sample_fps) if progress else None
     last_wall = None
     worker.start()
@@ -197,6 +212,7 @@ async def _replay(
                 out = await processor.process(*item)
                 last_wall = item[0].wall_ts
                 result.frames += 1
+                result.frame_times.append(item[0].pts_s)
                 if bar is not None:
                     bar.update(1)
             elif kind == "eos":
@@ -215,6 +231,7 @@ async def _replay(
             bar.close()
         if store is not None:
             store.close()
+    check_complete(result.camera_counters, result.frames)
     result.records = canonical_order(result.records)
     st = engine.stats
     result.engine_calls, result.tokens_in, result.tokens_out, result.cost = (
@@ -234,12 +251,15 @@ def _collect(result: ReplayResult, out: Outputs, store: Any) -> None:
         store.write(batch)
 
 
-def _open_store(url: str | None) -> Any:
+def _open_store(url: str | None, settings: Settings) -> Any:
     if not url:
         return None
+    from sinks.search import open_search
     from sinks.store import Store
 
-    return Store(url)
+    store = Store(url)
+    store.search = open_search(store.engine, settings.search)  # what the sink would index, too
+    return store
 
 
 def _progress(video: Path, sample_fps: float) -> Any:

@@ -58,9 +58,11 @@ def replay(
     result = run_replay(video, settings, make_queries(list(queries), list(summaries), window_s))
     if truth is None:
         return Replayed(result)
-    gt = load_truth(truth)
+    gt = load_truth(truth, video=video)
     return Replayed(
         result,
         scores=score_events(result.events, gt) if result.events else None,
-        box_scores=score_boxes([(t, b, label) for t, b, label, _ in result.boxes], gt),
+        box_scores=score_boxes(
+            [(t, b, label) for t, b, label, _ in result.boxes], gt, sampled=result.frame_times
+        ),
     )

@@ -68,10 +68,12 @@ class Scenario(_M):
     reasoning: Literal["inline", "reasoning_content", "reasoning"] = "inline"
     thinking_text: str = "Let me look at the image carefully before answering."
     latency_s: float = Field(0.0, ge=0)
-    latency_by_width: dict[int, float] = Field(default_factory=dict, description="extra latency per image width")
+    latency_by_width: dict[int, float] = Field(default_factory=dict)  # extra latency per image width
     hang_s: float = Field(30.0, ge=0)
     video: bool = True  # accept video_url parts (vLLM/SGLang do; a 400 like a server without it otherwise)
     colours: tuple[ColourSpec, ...] = (ColourSpec(),)
+    embedding_dim: int = Field(32, ge=2, le=4096, description="/v1/embeddings: hashed bag of words")
+    embeddings_status: int = Field(200, description="/v1/embeddings answers this (500: a failing server)")
 
     @classmethod
     def load(cls, source: str | dict[str, Any] | Scenario | None) -> Scenario:
@@ -231,3 +233,32 @@ def colour_summary(media: Media, colours: tuple[ColourSpec, ...]) -> str:
         s["description"] = f"{s['description'].split()[0]} {label} visible"
     summary = f"{label} visible in {sum(1 for _, n in hits if n)} of {len(hits)} frames."
     return json.dumps({"summary": summary, "segments": segs})
+
+
+def colour_description(media: Media, colours: tuple[ColourSpec, ...]) -> str:
+    """A description answer: the scenario colour covering most of the crop, in words."""
+    best: tuple[float, ColourSpec] | None = None
+    for _, img in media.images:
+        for c in colours:
+            diff = np.abs(img.astype(np.int16) - np.array(c.bgr, np.int16)).max(axis=2)
+            share = float((diff <= c.tolerance).mean())
+            if share >= 0.02 and (best is None or share > best[0]):
+                best = (share, c)
+    if best is None:
+        return "an object of no clear colour"
+    c = best[1]
+    return f"a {c.label} in {c.name}" if c.label == "person" else f"a {c.name} {c.label}"
+
+
+def history_answer(text: str, colours: tuple[ColourSpec, ...]) -> str:
+    """An answer over listed events: cites the events whose text names a colour the question names."""
+    question = text.rsplit("Question:", 1)[-1]
+    named = [c.name for c in colours if re.search(rf"\b{re.escape(c.name)}\b", question.lower())]
+    cited = [
+        (m.group(1), m.group(2))
+        for m in re.finditer(r"^\[(E\d+)\]\s*(.*)$", text, flags=re.M)
+        if any(re.search(rf"\b{re.escape(n)}\b", m.group(2).lower()) for n in named)
+    ]
+    if not cited:
+        return "None of the recorded events answers this."
+    return "Seen: " + "; ".join(f"{line.split(': ', 1)[-1]} [{h}]" for h, line in cited) + "."

@@ -7,7 +7,8 @@
         srv.requests                                     # every request body received, as sent
         srv.set_scenario({"steps": [{"status": 500}]})   # or POST /scenario at run time
 
-It speaks `/v1/chat/completions` (streaming SSE and non-streaming, with `usage`) and `/v1/models`,
+It speaks `/v1/chat/completions` (streaming SSE and non-streaming, with `usage`), `/v1/models` and
+`/v1/embeddings` (a hashed bag of words: texts sharing words get similar vectors, deterministically),
 reads the thinking switch the way vLLM/SGLang (`chat_template_kwargs.enable_thinking`) and Z.AI
 (`thinking.type`) send it, and returns reasoning inline as <think>…</think> or in a separate
 `reasoning_content` / `reasoning` field, as the scenario says.
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import re
 import socket
 import threading
 import time
@@ -30,12 +33,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from glm45v_engine.accounting import estimate_text_tokens, prompt_tokens
+from glm45v_engine.prompts import HISTORY_MARKER, is_describe_prompt
 from sightline.testing.scripted_scenario import (
     Media,
     Scenario,
     Step,
+    colour_description,
     colour_summary,
     find_blobs,
+    history_answer,
     read_media,
     render_boxes,
     wanted_colours,
@@ -50,6 +56,7 @@ class ScriptState:
         self.scenario = scenario
         self.cursor = 0
         self.requests: list[dict[str, Any]] = []
+        self.embedding_requests: list[dict[str, Any]] = []  # kept apart: tests count chat calls
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -96,6 +103,10 @@ def compose(sc: Scenario, step: Step | None, media: Media) -> tuple[str, str | N
     if sc.mode == "colour":
         if '"segments"' in media.text:
             return colour_summary(media, sc.colours), None
+        if is_describe_prompt(media.text):
+            return colour_description(media, sc.colours), None
+        if HISTORY_MARKER in media.text:
+            return history_answer(media.text, sc.colours), None
         boxes = find_blobs(media.images[0][1], wanted_colours(sc.colours, media.text)) if media.images else ()
         return (render_boxes(boxes, sc.box_format) if boxes else "none"), None
     return compose(sc, sc.default, media)
@@ -123,6 +134,33 @@ def build_app(state: ScriptState) -> FastAPI:
     @app.get("/requests")
     async def requests() -> dict[str, Any]:
         return {"count": len(state.requests), "max_in_flight": state.max_in_flight}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            texts = body["input"]
+            texts = [texts] if isinstance(texts, str) else texts
+            assert isinstance(texts, list) and all(isinstance(x, str) for x in texts)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            return _error(400, "input must be a string or a list of strings")
+        state.embedding_requests.append(body)
+        sc = state.scenario
+        if sc.embeddings_status >= 400:
+            return _error(sc.embeddings_status, "scripted embeddings failure")
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_embedding(x, sc.embedding_dim)}
+            for i, x in enumerate(texts)
+        ]
+        n = sum(estimate_text_tokens(x) for x in texts)
+        return JSONResponse(
+            {
+                "object": "list",
+                "model": body.get("model", sc.model),
+                "data": data,
+                "usage": {"prompt_tokens": n, "total_tokens": n},
+            }
+        )
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -223,6 +261,15 @@ async def _sse(
     yield b"data: [DONE]\n\n"
 
 
+def hashed_embedding(text: str, dim: int) -> list[float]:
+    """Each lower-cased word adds ±1 in a dimension picked by its hash (stable across runs)."""
+    vec = [0.0] * dim
+    for word in re.findall(r"\w+", text.lower()):
+        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+        vec[h % dim] += 1.0 if (h >> 32) & 1 else -1.0
+    return vec
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(
         {"error": {"message": message, "type": "scripted", "code": status}}, status_code=status
@@ -256,6 +303,10 @@ class ScriptedServer:
     @property
     def requests(self) -> list[dict[str, Any]]:
         return self.state.requests
+
+    @property
+    def embedding_requests(self) -> list[dict[str, Any]]:
+        return self.state.embedding_requests
 
     @property
     def max_in_flight(self) -> int:

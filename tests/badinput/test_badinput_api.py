@@ -183,7 +183,7 @@ GETS = [
     ("camera-snapshot-traversal", "/api/cameras/..%2F..%2Fetc/snapshot", 404),
     ("static-traversal", "/static/..%2f..%2fconfigs%2fsettings.py", 404),
     ("static-dotdot", "/static/../../configs/settings.py", 404),
-    ("stream-last-event-id-injection", "/api/events/stream?max_s=0.01", 200),
+    ("stream-last-event-id-injection", "/api/events/stream?max_s=0.01", 400),
     ("stream-last-event-id-too-long", "/api/events/stream?max_s=0.01&long=1", 422),
 ]
 
@@ -193,11 +193,49 @@ def test_odd_query_strings_and_ids_are_4xx_never_5xx(
     api: TestClient, case: str, path: str, status: int
 ) -> None:
     headers = {}
-    if "stream" in path:  # Last-Event-ID is ignored unless it is a number; over 20 characters it is refused
+    if "stream" in path:  # Last-Event-ID must be an id the stream sent; over 20 characters it is refused
         headers["Last-Event-ID"] = "1 OR 1=1; --" if "long" not in path else "'; DROP TABLE events; --"
     r = api.get(path, headers=headers)
     assert r.status_code == status, r.text
     assert "root:" not in r.text and "BaseSettings" not in r.text  # no file content leaked
+
+
+# Values that reached SQL unchecked: a 500, or a stream killed by OverflowError.
+LAST_EVENT_IDS = [
+    ("superscript-two", "²", 400),
+    ("superscripts-one-two-three", "¹²³", 400),
+    ("nineteen-digits", "9" * 19, 400),
+    ("negative", "-1", 400),
+    ("largest-bigint", str(2**63 - 1), 200),
+    ("zero", "0", 200),
+]
+
+
+@pytest.mark.parametrize(("case", "value", "status"), LAST_EVENT_IDS, ids=[c[0] for c in LAST_EVENT_IDS])
+def test_last_event_id_is_validated_and_bounded(api: TestClient, case: str, value: str, status: int) -> None:
+    r = api.get("/api/events/stream?max_s=0.01", headers={"Last-Event-ID": value.encode("latin-1")})
+    assert r.status_code == status, r.text
+
+
+CURSORS = [
+    ("seq-1e30", [0, 1e30]),
+    ("seq-bigint-plus-one", [0, 2**63]),
+    ("ts-nan", [float("nan"), 1]),
+    ("ts-1e308", [1e308, 1]),
+    ("seq-float", [0, 1.5]),
+    ("seq-bool", [0, True]),
+    ("seq-negative", [0, -1]),
+]
+
+
+@pytest.mark.parametrize(("case", "value"), CURSORS, ids=[c[0] for c in CURSORS])
+def test_crafted_cursors_are_400(api: TestClient, case: str, value: list[object]) -> None:
+    import base64
+    import json
+
+    cursor = base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    r = api.get(f"/api/events?cursor={cursor}")
+    assert r.status_code == 400, r.text
 
 
 # ---- rendering -----------------------------------------------------------------------------------

@@ -83,6 +83,14 @@ WEBHOOK_REFUSED = [
     ("link-local-v6", "http://[fe80::1]/in", "link-local"),
     ("unspecified", "http://0.0.0.0:8080/in", "link-local/unspecified"),
     ("multicast", "http://239.1.2.3/in", "multicast"),
+    # Other spellings of 169.254.169.254 (issue 18): the same address once the resolver reads them.
+    ("integer", "http://2852039166/latest/", "link-local"),
+    ("hex", "http://0xa9fea9fe/latest/", "link-local"),
+    ("octal", "http://0251.0376.0251.0376/latest/", "link-local"),
+    ("two-part", "http://169.254.43518/latest/", "link-local"),
+    ("trailing-dot", "http://169.254.169.254./latest/", "link-local"),
+    ("ipv4-mapped-v6", "http://[::ffff:169.254.169.254]/latest/", "link-local"),
+    ("ipv4-mapped-v6-hex", "http://[::ffff:a9fe:a9fe]/latest/", "link-local"),
 ]
 
 
@@ -131,6 +139,30 @@ def test_ask_is_refused_with_429_once_the_budget_is_spent(make_settings: Callabl
         r = c.post("/api/ask", json=body, headers=h)
         assert r.status_code == 429 and "token budget spent: 5000 tokens per 3600s" in r.json()["detail"]
         assert 1 <= int(r.headers["retry-after"]) <= 3600
+
+
+def test_ask_rate_limit_is_keyed_on_the_checked_caller_not_the_sent_key(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With no keys configured, a key sent anyway is not checked: a new one per call must not buy
+    a fresh bucket (it did: the limiter took the raw header)."""
+    with TestClient(create_app(make_settings(api={"ask_per_minute": 3}))) as c:
+        body = {"camera_id": "c1", "question": "who is at the door?"}
+        codes = [
+            c.post("/api/ask", json=body, headers={"X-API-Key": f"made-up-key-{i:08d}"}).status_code
+            for i in range(5)
+        ]
+    assert codes == [404, 404, 404, 429, 429]  # 404: past the limiter, no such camera
+
+
+def test_metric_labels_come_from_closed_sets(keyed: TestClient) -> None:
+    """Any string is a method to the server; it must not become a label value (memory for good)."""
+    for i in range(20):
+        keyed.request("X" * 15_000 + str(i), "/api/events")
+    keyed.request("BREW", "/healthz")
+    text = keyed.get("/metrics", headers={"X-API-Key": VIEWER}).text
+    assert "XXXX" not in text and "BREW" not in text and 'method="other"' in text
+    assert len(text) < 100_000
 
 
 # ---- credentials never in metrics labels ------------------------------------------------------------

@@ -117,6 +117,29 @@ def _fifo(d: Path, _: Path) -> Path:
     return p
 
 
+def _private_clip(d: Path, clip: Path) -> Path:
+    """A clip outside the media dir (`d/media`): nothing opened inside the media dir may reach it."""
+    (d / "private").mkdir(exist_ok=True)
+    (d / "media").mkdir(exist_ok=True)
+    return remux(clip, d / "private" / "secret.ts")
+
+
+def _hls_reaching_out(d: Path, clip: Path) -> Path:
+    _private_clip(d, clip)
+    p = d / "media" / "evil.m3u8"
+    p.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\n../private/secret.ts\n#EXT-X-ENDLIST\n")
+    return p
+
+
+def _ffconcat_named_mp4(d: Path, clip: Path) -> Path:
+    secret = _private_clip(d, clip)
+    (d / "media" / "link").symlink_to(secret)  # the symlink is inside the media dir, its target is not
+    p = d / "media" / "evil.mp4"
+    p.write_text("ffconcat version 1.0\nfile 'link'\n")
+    return p
+
+
+REFUSED = "refused: not a self-contained video file"
 CASES = [
     Case("zero-byte-file", _zero_bytes, "failed", "not a readable video file", (0, 0)),
     Case("random-bytes-named-mp4", _random_bytes, "failed", "not a readable video file", (0, 0)),
@@ -133,6 +156,9 @@ CASES = [
     Case("directory-named-mp4", _directory, "failed", "not a regular file", (0, 0)),
     Case("fifo-named-mp4", _fifo, "failed", "not a regular file", (0, 0)),
     Case("device-file", lambda d, c: Path("/dev/zero"), "failed", "not a regular file", (0, 0)),
+    # Container formats that open further files: refused by the demuxer whitelist for local files.
+    Case("hls-playlist-reaching-out-of-the-media-dir", _hls_reaching_out, "failed", REFUSED, (0, 0)),
+    Case("ffconcat-named-mp4-through-a-symlink", _ffconcat_named_mp4, "failed", REFUSED, (0, 0)),
 ]
 
 
@@ -173,3 +199,21 @@ def test_a_bad_file_does_not_stop_a_good_camera_in_the_same_process(tmp_path: Pa
     assert good_sink.wait_state(("stopped",), 20).reason == "end of file"
     assert bad.join(5) and good.join(5)
     assert len(good_sink.frames) == 8  # 4 s at 2 fps
+
+
+@pytest.mark.parametrize("maker", [_hls_reaching_out, _ffconcat_named_mp4], ids=["hls", "ffconcat"])
+def test_decord_reader_refuses_container_scripts_too(
+    maker: Callable[[Path, Path], Path], tmp_path: Path, short_clip: Path
+) -> None:
+    """decord's own FFmpeg takes no whitelist: the file is judged by PyAV's open first."""
+    from ingest import decord_source
+
+    if not decord_source.available():
+        pytest.skip("decord is not installed")
+    sink = MemoryFramePublisher(keep_jpeg=False)
+    cfg = IngestConfig(read_timeout_s=2.0, file_reader="decord")
+    w = CameraWorker(make_plan(str(maker(tmp_path, short_clip)), camera_id="bad"), cfg, sink)
+    w.start()
+    final = sink.wait_state(("failed", "stopped"), 20)
+    assert w.join(10)
+    assert final.state == "failed" and REFUSED in final.reason and not sink.frames

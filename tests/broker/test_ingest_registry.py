@@ -51,7 +51,7 @@ class Tail:
 
 
 def _settings(make: Callable[..., Settings], bootstrap: str, prefix: str, worker: str) -> Settings:
-    fast = {"status_interval_s": 0.5, "worker_heartbeat_s": 0.5, "worker_ttl_s": 3.0}
+    fast = {"status_interval_s": 0.5, "worker_heartbeat_s": 0.5, "session_timeout_s": 3.0}
     return make(bus={"bootstrap": bootstrap, "topic_prefix": prefix}, ingest={"worker_id": worker, **fast})
 
 
@@ -110,30 +110,40 @@ def test_two_processes_split_cameras_and_one_takes_over_when_the_other_leaves(
     for cid in ids:
         register(kafka_bootstrap, topics, _cam(cid, short_clip))
     tail = Tail(kafka_bootstrap, topics)
+
+    def owners(since: int) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for m in tail.frames[since:]:
+            out.setdefault(m.camera_id, set()).add(m.owner)
+        return out
+
+    def settled() -> bool:  # the last 3 s of frames: every camera, one owner each, both workers busy
+        mark = len(tail.frames)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0:
+            tail.pump()
+        o = owners(mark)
+        return (
+            set(o) == set(ids) and all(len(w) == 1 for w in o.values()) and len(set().union(*o.values())) == 2
+        )
+
     try:
         with running_ingest(s2):
             with running_ingest(s1):
-                # Both see each other within a heartbeat or two, then each camera settles on one worker.
-                time.sleep(3.0)
-                mark = len(tail.status)
-                tail.pump()
-                tail.until(lambda: len(tail.status) > mark + 12, 10, "status after settling")
-                tail.pump()
-                recent = [s for s in tail.status[mark:] if s.component == "camera" and s.state == "streaming"]
-                owner = {s.id: s.worker for s in recent}
-                assert set(owner) == set(ids), owner
-                assert {"w1", "w2"} == set(owner.values()), owner
-                for cid in ids:  # never two workers for one camera once settled
-                    assert len({s.worker for s in recent if s.id == cid}) == 1, cid
-                moved = [cid for cid, w in owner.items() if w == "w1"]
-            left = len(tail.status)
+                tail.until(settled, 60, "cameras split over both workers, one owner each")
+                mark = len(tail.frames)
+                tail.until(lambda: len(tail.frames) > mark + 12, 10, "frames after settling")
+                moved = sorted(c for c, w in owners(mark).items() if w == {"w1"})
+                assert moved and len(moved) < len(ids)
+                epochs = {m.camera_id: m.owner_epoch for m in tail.frames[mark:]}
+                assert all(e >= 0 for e in epochs.values()), epochs
+            left = len(tail.frames)
             tail.until(
-                lambda: all(
-                    any(s.id == c and s.worker == "w2" and s.state == "streaming" for s in tail.status[left:])
-                    for c in moved
-                ),
-                15,
+                lambda: set(moved) <= {m.camera_id for m in tail.frames[left:] if m.owner == "w2"},
+                25,  # a clean leave: two cooperative rounds, each a JoinGroup hold on Tansu
                 "w2 takes over w1's cameras",
             )
+            after = [m for m in tail.frames[left:] if m.camera_id in moved and m.owner == "w2"]
+            assert all(m.owner_epoch > epochs[m.camera_id] for m in after)  # a new owner, a newer epoch
     finally:
         tail.close()

@@ -37,7 +37,7 @@ from pydantic import BaseModel
 from configs import Settings, load_settings
 from sightline.cli import build_parser, main
 
-PROCESS_VERBS = {"ingest", "analyze", "sink", "serve"}
+PROCESS_VERBS = {"ingest", "analyze", "rules", "sink", "serve"}
 PROFILES = ("gpu", "zai")
 NON_SIGHTLINE_ENV = {"PGPASSWORD": "libpq reads it for store.url, so the password is never in the URL"}
 

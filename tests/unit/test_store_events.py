@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from bus.contracts import CameraSpec, ControlMessage
+from bus.contracts import Alert, CameraSpec, ControlMessage
 from sightline.testing import messages as samples
 from sinks.store import BadCursor, EventFilter, Store
 from sinks.timeline import timeline
@@ -57,6 +57,14 @@ def test_replaying_everything_twice_changes_nothing(store: Store) -> None:
         samples.summary("cam1"),
         samples.status("cam1", "streaming", 1.0),
         ControlMessage(op="upsert", kind="camera", id="cam1", camera=CameraSpec(id="cam1", url="rtsp://h/x")),
+        Alert(
+            alert_id="a1",
+            rule_id="r",
+            camera_id="cam1",
+            condition="enter",
+            pts_s=1.0,
+            wall_ts=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
     ]
     store.write(batch)
     before = (store.counts(), store.events(EventFilter(), limit=500).items, timeline(store, "cam1"))
@@ -64,7 +72,15 @@ def test_replaying_everything_twice_changes_nothing(store: Store) -> None:
     store.write(list(reversed(batch)))
     after = (store.counts(), store.events(EventFilter(), limit=500).items, timeline(store, "cam1"))
     assert before == after
-    assert before[0] == {"cameras": 1, "queries": 0, "events": 6, "tracks": 2, "summaries": 1, "status": 1}
+    assert before[0] == {
+        "cameras": 1,
+        "queries": 0,
+        "events": 6,
+        "tracks": 2,
+        "summaries": 1,
+        "status": 1,
+        "alerts": 1,
+    }
 
 
 def test_filters_and_newest_first(store: Store) -> None:

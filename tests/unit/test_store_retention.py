@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from test_store_events import store  # noqa: F401  (the SQLite/PostgreSQL fixture)
 
+from bus.contracts import Alert
 from configs import Settings
 from sightline.testing import messages as samples
+from sinks.alerts import AlertFilter, list_alerts
 from sinks.retention import RetentionJob, prune_snapshots
 from sinks.store import EventFilter, Store
 from sinks.timeline import timeline
 
 DAY = 86400.0
+
+
+def _alert(alert_id: str, t_s: float) -> Alert:
+    return Alert(
+        alert_id=alert_id,
+        rule_id="r",
+        camera_id="cam1",
+        condition="enter",
+        pts_s=t_s,
+        wall_ts=samples.T0 + timedelta(seconds=t_s),
+    )
 
 
 def _file(root: Path, rel: str, size: int, age_days: float, now: float) -> Path:
@@ -28,16 +42,31 @@ def _file(root: Path, rel: str, size: int, age_days: float, now: float) -> Path:
 def test_rows_older_than_retention_go(store: Store, make_settings: Callable[..., Settings]) -> None:  # noqa: F811
     settings = make_settings(store={"retention_days": 1})
     t0 = samples.T0.timestamp()
-    store.write([*samples.track("cam1", "red", "old", 0, 4), samples.summary("cam1", "w", 0, 10)])
     store.write(
-        [*samples.track("cam1", "red", "new", 2 * DAY, 2 * DAY + 4), samples.status("cam1", t_s=2 * DAY)]
+        [*samples.track("cam1", "red", "old", 0, 4), samples.summary("cam1", "w", 0, 10), _alert("a0", 0)]
+    )
+    store.write(
+        [
+            *samples.track("cam1", "red", "new", 2 * DAY, 2 * DAY + 4),
+            samples.status("cam1", t_s=2 * DAY),
+            _alert("a2", 2 * DAY),
+        ]
     )
     job = RetentionJob(store, settings)
     report = job.run(now=t0 + 2 * DAY + 10)  # cutoff: one day before "now"
-    assert report.rows == {"events": 3, "tracks": 1, "summaries": 1, "status": 0}
+    assert report.rows == {
+        "events": 3,
+        "tracks": 1,
+        "summaries": 1,
+        "status": 0,
+        "alerts": 1,
+        "search_docs": 0,
+    }
+    assert [a["alert_id"] for a in list_alerts(store.engine, AlertFilter())[0]] == ["a2"]
     assert {e["track_id"] for e in store.events(EventFilter(), limit=50).items} == {"new"}
     assert [s.track_id for s in timeline(store, "cam1").segments] == ["new"]
-    assert job.run(now=t0 + 2 * DAY + 10).rows == {"events": 0, "tracks": 0, "summaries": 0, "status": 0}
+    again = job.run(now=t0 + 2 * DAY + 10).rows
+    assert again == {"events": 0, "tracks": 0, "summaries": 0, "status": 0, "alerts": 0, "search_docs": 0}
     assert job.counters()["retention_events_deleted"] == 3
 
 

@@ -1,4 +1,5 @@
-"""Tracker checkpoints on a changelog topic, so a partition's new owner continues the same tracks.
+"""Per-camera state on a changelog topic, so a partition's new owner continues where the last stopped
+(the analyzer's tracks, the rules process's evaluator).
 
 Each checkpoint is keyed by camera and written to the same partition number as the
 camera's frames. To know it has read a partition to its end without trusting
@@ -30,7 +31,12 @@ def write(producer: Producer, topic: str, partition: int, camera_id: str, state:
 
 
 def restore(
-    bootstrap: str, producer: Producer, topic: str, partitions: Iterable[int], timeout_s: float = 20.0
+    bootstrap: str,
+    producer: Producer,
+    topic: str,
+    partitions: Iterable[int],
+    timeout_s: float = 20.0,
+    client_id: str = "sightline-analyzer-restore",
 ) -> dict[str, dict[str, Any]]:
     """Latest checkpoint per camera in the given partitions."""
     parts = sorted(set(partitions))
@@ -40,7 +46,7 @@ def restore(
     for p in parts:
         producer.send_raw(topic, marker, b"", partition=p)
     producer.flush()
-    consumer = make_consumer(bootstrap, [], None, client_id="sightline-analyzer-restore")
+    consumer = make_consumer(bootstrap, [], None, client_id=client_id)
     states: dict[str, dict[str, Any]] = {}
     try:
         tps = [TopicPartition(topic, p) for p in parts]

@@ -1,0 +1,357 @@
+"""Rules over tracked objects → alerts. One evaluator for live (`rules.service`), dry run and replay.
+
+Feed it one camera's `ObjectEvent`s in order; it returns the `Alert`s they raise. Everything it
+remembers per camera is plain data (`CameraState`), so the service can checkpoint it and a
+restarted process continues where the last one stopped, raising the same alert ids.
+
+Built for VLM sampling rates (0.5–2 fps): an object may move far between two events, so a line
+crossing is found from the *path* between consecutive positions of a track (segment
+intersection), and a zone entry/exit time is interpolated where that path meets the zone's edge.
+Durations (dwell, count, absent, cooldown) are media time (`pts_s`); schedules are wall time.
+A camera's clock is the latest `pts_s` it has seen, so timers advance with any of its events.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from bus.contracts import Alert, ObjectEvent, stable_id
+from bus.rulespec import Condition, LineSpec, RuleSpec, ZoneSpec, reference_problems
+from rules.geometry import P, anchor_point, contains, crossing, edge_hits, side
+from rules.schedule import is_open
+
+BBox = tuple[float, float, float, float]
+
+
+@dataclass
+class RuleTrack:
+    """One rule's view of one track."""
+
+    inside: bool = False
+    since: float | None = None  # dwell: interpolated entry time
+    since_frame: int = -1
+    fired: bool = False
+
+
+@dataclass
+class Track:
+    query_id: str
+    label: str
+    bbox: BBox
+    pts: float
+    snapshot: str | None = None
+    per: dict[str, RuleTrack] = field(default_factory=dict)
+
+
+@dataclass
+class RuleClock:
+    """One rule's camera-wide state: cooldown, and the count/absent episode."""
+
+    last_alert: float | None = None
+    since: float | None = None
+    since_frame: int = -1
+    fired: bool = False
+
+
+@dataclass
+class CameraState:
+    session: str = ""
+    clock: float = -math.inf
+    wall: str = ""  # ISO wall time at `clock`
+    frame_id: int = -1
+    tracks: dict[str, Track] = field(default_factory=dict)
+    rules: dict[str, RuleClock] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "clock": None if self.clock == -math.inf else self.clock,
+            "wall": self.wall,
+            "frame_id": self.frame_id,
+            "tracks": {
+                k: {**vars(t), "per": {r: vars(rt) for r, rt in t.per.items()}}
+                for k, t in self.tracks.items()
+            },
+            "rules": {k: vars(v) for k, v in self.rules.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CameraState:
+        tracks = {}
+        for k, t in d.get("tracks", {}).items():
+            per = {r: RuleTrack(**rt) for r, rt in t.get("per", {}).items()}
+            tracks[k] = Track(**{**t, "bbox": tuple(t["bbox"]), "per": per})
+        return cls(
+            session=d.get("session", ""),
+            clock=-math.inf if d.get("clock") is None else float(d["clock"]),
+            wall=d.get("wall", ""),
+            frame_id=int(d.get("frame_id", -1)),
+            tracks=tracks,
+            rules={k: RuleClock(**v) for k, v in d.get("rules", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class Compiled:
+    spec: RuleSpec
+    kind: Condition
+    camera: str
+    poly: tuple[P, ...] = ()
+    line: tuple[P, P] | None = None
+    inside_sign: float = 1.0
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+Outcome = Literal["fired", "cooldown", "closed"]
+
+
+class Evaluator:
+    def __init__(
+        self,
+        zones: list[ZoneSpec] | tuple[ZoneSpec, ...] = (),
+        lines: list[LineSpec] | tuple[LineSpec, ...] = (),
+        rules: list[RuleSpec] | tuple[RuleSpec, ...] = (),
+    ) -> None:
+        self.cameras: dict[str, CameraState] = {}
+        self.disabled: dict[str, str] = {}
+        self.by_camera: dict[str, list[Compiled]] = {}
+        self.set_rules(zones, lines, rules)
+
+    def set_rules(
+        self,
+        zones: list[ZoneSpec] | tuple[ZoneSpec, ...],
+        lines: list[LineSpec] | tuple[LineSpec, ...],
+        rules: list[RuleSpec] | tuple[RuleSpec, ...],
+    ) -> None:
+        """Replace the rule set; a rule whose zone or line is gone is disabled with a reason."""
+        zone = {z.id: z for z in zones}
+        line = {ln.id: ln for ln in lines}
+        self.disabled = {}
+        self.by_camera = {}
+        for r in rules:
+            problems = reference_problems(list(zones), list(lines), [r])
+            if problems:
+                self.disabled[r.id] = problems[0].split(": ", 1)[1]
+                continue
+            if not r.enabled:
+                self.disabled[r.id] = "disabled"
+                continue
+            kind = r.when.kind
+            if r.when.line is not None:
+                ln = line[r.when.line]
+                a, b = ln.points
+                c = Compiled(
+                    r, kind, ln.camera, line=(a, b), inside_sign=1.0 if side(a, b, ln.inside) > 0 else -1.0
+                )
+            else:
+                z = zone[r.when.zone or ""]
+                c = Compiled(r, kind, z.camera, poly=z.polygon)
+            self.by_camera.setdefault(c.camera, []).append(c)
+        for rs in self.by_camera.values():
+            rs.sort(key=lambda c: c.id)
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def state_of(self, camera_id: str) -> dict[str, Any]:
+        cam = self.cameras.get(camera_id)
+        return cam.to_dict() if cam else CameraState().to_dict()
+
+    def restore(self, camera_id: str, state: dict[str, Any]) -> None:
+        self.cameras[camera_id] = CameraState.from_dict(state)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def feed(self, e: ObjectEvent) -> list[Alert]:
+        cam = self.cameras.get(e.camera_id)
+        if cam is None or e.source_session != cam.session:
+            if e.phase == "end" and cam is not None:
+                return []  # the end of a track from a session we no longer follow
+            cam = self.cameras[e.camera_id] = CameraState(session=e.source_session)
+        if e.pts_s > cam.clock:
+            cam.clock, cam.wall, cam.frame_id = e.pts_s, e.wall_ts.isoformat(), e.frame_id
+        rules = self.by_camera.get(e.camera_id)
+        if not rules:
+            return []
+        out: list[Alert] = []
+        key = f"{e.query_id}\x1f{e.track_id}"
+        tr = cam.tracks.get(key)
+        if tr is None and e.phase == "end":
+            return self._timers(cam, rules, e, out)
+        prev: Track | None = tr
+        if tr is None:
+            tr = cam.tracks[key] = Track(e.query_id, e.label, e.bbox_norm, e.pts_s, e.snapshot)
+        for r in rules:
+            if r.spec.matches(e.query_id, e.label):
+                self._step(cam, r, tr, prev, e, out)
+        tr.bbox, tr.pts = e.bbox_norm, e.pts_s
+        if e.snapshot:
+            tr.snapshot = e.snapshot
+        if e.phase == "end":
+            for r in rules:  # a track's end closes its dwell: it counts up to when it was last seen
+                rt = tr.per.get(r.id)
+                if r.kind == "dwell" and rt is not None and rt.inside:
+                    self._dwell_due(cam, r, tr, rt, e.track_id, e.pts_s, e, out)
+            del cam.tracks[key]
+        return self._timers(cam, rules, e, out)
+
+    def _step(
+        self, cam: CameraState, r: Compiled, tr: Track, prev: Track | None, e: ObjectEvent, out: list[Alert]
+    ) -> None:
+        anchor = r.spec.anchor
+        p = anchor_point(e.bbox_norm, anchor)
+        pp = anchor_point(prev.bbox, anchor) if prev is not None else None
+        if r.kind == "cross":
+            if pp is None or r.line is None:
+                return
+            hit = crossing(r.line[0], r.line[1], r.inside_sign, pp, p)
+            want = r.spec.when.cross.direction if r.spec.when.cross else "any"
+            if hit is not None and want in ("any", hit[0]):
+                self._fire(
+                    cam, r, e, "cross", track=tr, episode=f"{e.frame_id}:{e.phase}", direction=hit[0], out=out
+                )
+            return
+        rt = tr.per.setdefault(r.id, RuleTrack())
+        now_in, was_in = contains(r.poly, p), rt.inside
+        hits: list[float] = []
+        if pp is not None and prev is not None and (now_in != was_in or not now_in):
+            hits = edge_hits(r.poly, pp, p)
+        t0 = prev.pts if prev is not None else e.pts_s
+        passed = pp is not None and not was_in and not now_in and len(hits) >= 2  # in and out between samples
+        episode = f"{e.frame_id}:{e.phase}"
+        if r.kind == "enter" and ((now_in and not was_in) or passed):
+            self._fire(cam, r, e, "enter", track=tr, episode=episode, out=out)
+        elif r.kind == "leave" and ((was_in and not now_in) or passed):
+            self._fire(cam, r, e, "leave", track=tr, episode=episode, out=out)
+        elif r.kind == "dwell":
+            if was_in and not now_in:
+                exit_t = t0 + (hits[0] if hits else 0.0) * (e.pts_s - t0)
+                self._dwell_due(cam, r, tr, rt, e.track_id, exit_t, e, out)
+                rt.since, rt.fired = None, False
+            elif now_in and not was_in:
+                entry = t0 + hits[-1] * (e.pts_s - t0) if hits else e.pts_s
+                rt.since, rt.since_frame, rt.fired = round(entry, 3), e.frame_id, False
+        rt.inside = now_in
+
+    def _dwell_due(
+        self,
+        cam: CameraState,
+        r: Compiled,
+        tr: Track,
+        rt: RuleTrack,
+        track_id: str,
+        until: float,
+        e: ObjectEvent,
+        out: list[Alert],
+    ) -> None:
+        need = r.spec.when.dwell.seconds if r.spec.when.dwell else 0.0
+        if rt.fired or rt.since is None or until - rt.since < need:
+            return
+        outcome = self._fire(
+            cam,
+            r,
+            e,
+            "dwell",
+            track=tr,
+            track_id=track_id,
+            episode=str(rt.since_frame),
+            seconds=round(until - rt.since, 3),
+            timer=True,
+            out=out,
+        )
+        rt.fired = outcome != "closed"  # outside the schedule: it may still fire when the window opens
+
+    def _timers(
+        self, cam: CameraState, rules: list[Compiled], e: ObjectEvent, out: list[Alert]
+    ) -> list[Alert]:
+        for r in rules:
+            if r.kind == "dwell":
+                for key, tr in cam.tracks.items():
+                    rt = tr.per.get(r.id)
+                    if rt is not None and rt.inside and not rt.fired:
+                        self._dwell_due(cam, r, tr, rt, key.split("\x1f", 1)[1], cam.clock, e, out)
+            elif r.kind in ("count", "absent"):
+                n = sum(1 for tr in cam.tracks.values() if (rt := tr.per.get(r.id)) is not None and rt.inside)
+                w = r.spec.when
+                held = (n >= w.count.min) if w.count else n == 0
+                need = w.count.seconds if w.count else (w.absent.seconds if w.absent else 0.0)
+                rc = cam.rules.setdefault(r.id, RuleClock())
+                if not held:
+                    rc.since, rc.fired = None, False
+                    continue
+                if rc.since is None:
+                    rc.since, rc.since_frame, rc.fired = cam.clock, cam.frame_id, False
+                if not rc.fired and cam.clock - rc.since >= need:
+                    outcome = self._fire(
+                        cam,
+                        r,
+                        e,
+                        r.kind,
+                        episode=str(rc.since_frame),
+                        count=n,
+                        seconds=round(cam.clock - rc.since, 3),
+                        timer=True,
+                        out=out,
+                    )
+                    rc.fired = outcome != "closed"
+        return out
+
+    def _fire(
+        self,
+        cam: CameraState,
+        r: Compiled,
+        e: ObjectEvent,
+        condition: Literal["enter", "leave", "dwell", "cross", "count", "absent"],
+        *,
+        episode: str,
+        out: list[Alert],
+        track: Track | None = None,
+        track_id: str | None = None,
+        direction: Literal["in", "out"] | None = None,
+        seconds: float | None = None,
+        count: int | None = None,
+        timer: bool = False,
+    ) -> Outcome:
+        # Timers fire at the camera's clock; instant conditions at the event that revealed them.
+        pts = cam.clock if timer else e.pts_s
+        wall = datetime.fromisoformat(cam.wall) if timer and cam.wall else e.wall_ts
+        spec = r.spec
+        if spec.schedule is not None and not is_open(spec.schedule, wall):
+            return "closed"
+        rc = cam.rules.setdefault(r.id, RuleClock())
+        if spec.cooldown_s > 0 and rc.last_alert is not None and abs(pts - rc.last_alert) < spec.cooldown_s:
+            return "cooldown"
+        rc.last_alert = pts
+        if track is not None and track_id is None:
+            track_id = e.track_id
+        out.append(
+            Alert(
+                alert_id=stable_id(
+                    "alert", spec.id, e.camera_id, cam.session, track_id or "-", condition, episode
+                ),
+                rule_id=spec.id,
+                camera_id=e.camera_id,
+                condition=condition,
+                severity=spec.severity,
+                track_id=track_id,
+                query_id=track.query_id if track else spec.query,
+                label=track.label if track else spec.label,
+                zone_id=spec.when.zone,
+                line_id=spec.when.line,
+                direction=direction,
+                count=count,
+                seconds=seconds,
+                source_session=cam.session,
+                pts_s=round(pts, 3),
+                wall_ts=wall,
+                bbox_norm=track.bbox if track and timer else (e.bbox_norm if track else None),
+                event_id=None if timer else e.event_id,
+                snapshot=track.snapshot if track else None,
+            )
+        )
+        return "fired"
