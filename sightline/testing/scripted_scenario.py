@@ -43,6 +43,9 @@ class ColourSpec(_M):
     label: str = "person"
     min_area: int = Field(30, ge=1, description="pixels, in the image as received")
     head_ratio: float = Field(0.2, ge=0, description="extend the box upward by this share of its height")
+    # GLM names one object differently from answer to answer: the n-th answer labels this colour's
+    # boxes wordings[n % len] (None: a box without a label). Empty: always `label`.
+    wordings: tuple[str | None, ...] = ()
 
 
 Fault = Literal["hang", "malformed", "garbage", "empty_choices", "disconnect"]
