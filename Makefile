@@ -11,12 +11,12 @@ TEST_DEBS := opencv-doc chromium python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer
 	gstreamer1.0-libav gstreamer1.0-tools docker-compose prometheus
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit broker e2e audit audit-strict install install-dev debs-demo debs-test pgvector clean
+.PHONY: demo test lint typecheck unit broker e2e audit audit-strict install install-dev debs-demo debs-test pgvector asyncapi-deps clean
 
 demo: install debs-demo
 	$(BIN)/sightline up --config demo
 
-test: install-dev debs-test pgvector lint typecheck audit
+test: install-dev debs-test pgvector asyncapi-deps lint typecheck audit
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 lint: install-dev
@@ -62,9 +62,17 @@ debs-demo:
 	@bash scripts/ensure-debs.sh $(DEMO_DEBS)
 debs-test:
 	@bash scripts/ensure-debs.sh $(TEST_DEBS)
+
+# The AsyncAPI initiative's own parser (npm @asyncapi/parser, pinned by its package-lock.json) checks
+# `sightline schema export --asyncapi` in the tests. Node and npm from Debian unless a node with npm is there.
+ASYNCAPI := scripts/asyncapi
+asyncapi-deps: $(ASYNCAPI)/node_modules/.package-lock.json
+$(ASYNCAPI)/node_modules/.package-lock.json: $(ASYNCAPI)/package-lock.json
+	@command -v npm >/dev/null || bash scripts/ensure-debs.sh nodejs npm
+	npm ci --prefix $(ASYNCAPI) --no-audit --no-fund --loglevel=error
 # pgvector into the local PostgreSQL (search's vector index), built from ../shared/vendor when missing.
 pgvector:
 	@bash scripts/ensure-pgvector.sh
 
 clean:
-	rm -rf $(VENV) data artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data artifacts .pytest_cache .mypy_cache .ruff_cache $(ASYNCAPI)/node_modules

@@ -12,7 +12,15 @@ from datetime import time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from bus.fields import EntityId, Text
 
@@ -170,6 +178,11 @@ class When(_Spec):
     cross: Cross | None = None
     count: Count | None = None
     absent: Absent | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_the_condition(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # `{"dwell": {...}}`, as written, not five nulls beside it.
+        return {k: v for k, v in handler(self).items() if v is not None}
 
     @model_validator(mode="after")
     def _one(self) -> When:

@@ -223,6 +223,9 @@ class ApiConfig(_Section):
     sse_max_streams: int = Field(256, ge=1, description="open event streams, all callers together")
     sse_max_streams_per_key: int = Field(32, ge=1, description="open event streams per API key")
     sse_max_streams_per_client: int = Field(64, ge=1, description="open event streams per client address")
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="names besides the bound address and loopback that the Host header may carry"
+    )
     sse_max_lifetime_s: float = Field(
         3600.0, gt=0, le=86400, description="a stream ends after this long; EventSource resumes it"
     )
@@ -269,11 +272,23 @@ class MetricsConfig(_Section):
     ingest_port: int = Field(9401, ge=0, le=65535, description="0 picks a free port (logged)")
     analyzer_port: int = Field(9402, ge=0, le=65535)
     sink_port: int = Field(9403, ge=0, le=65535)
+    rules_port: int = Field(9404, ge=0, le=65535)
     max_cameras: int = Field(
         64, ge=1, le=100_000, description="camera_id label values per process; later cameras share `_other`"
     )
     max_queries: int = Field(
         16, ge=1, le=10_000, description="query_id label values per process; later queries share `_other`"
+    )
+
+
+class McpConfig(_Section):
+    """`sightline mcp`: the MCP server for agents; its tools call the REST API (`dashboard.mcp_server`)."""
+
+    host: str = Field("127.0.0.1", description="streamable HTTP address (needs api.api_keys off loopback)")
+    port: int = Field(8765, ge=1, le=65535)
+    api_url: str | None = Field(None, description="the REST API's base URL; default: api.host and api.port")
+    api_key: str | None = Field(
+        None, description="stdio: the key the tools present to the API (its role is the agent's role)"
     )
 
 
@@ -303,6 +318,7 @@ class Settings(BaseSettings):
     rules: RulesConfig = RulesConfig()
     search: SearchConfig = SearchConfig()
     metrics: MetricsConfig = MetricsConfig()
+    mcp: McpConfig = McpConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -12,12 +12,25 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import OperationalError
 
 from bus.topics import Topics
 from configs import Settings
-from dashboard import api_ask, api_entities, api_events, api_search, api_views, health, live
+from dashboard import (
+    api_ask,
+    api_clips,
+    api_draft,
+    api_entities,
+    api_events,
+    api_rules,
+    api_search,
+    api_views,
+    health,
+    live,
+)
 from dashboard.auth import check_exposure
+from dashboard.guards import HostOriginGuard, SecurityHeaders
 from dashboard.limits import BodyLimit, ConcurrencyLimit, RateLimiter, StreamSlots, TokenBudget
 from dashboard.state import AppState
 from sinks.store import Store
@@ -47,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         await state.aclose()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc load Swagger UI and ReDoc from the app, not a CDN
         title="Sightline",
         version="0.1.0",
         description=(
@@ -59,13 +72,26 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.sightline = state
     app.state.metrics = health.Metrics(state)
-    for module in (health, api_events, live, api_views, api_entities, api_ask, api_search):
+    for module in (
+        health,
+        api_events,
+        live,
+        api_views,
+        api_entities,
+        api_ask,
+        api_search,
+        api_draft,
+        api_rules,
+        api_clips,
+    ):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _store_down)
     app.middleware("http")(_observe)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(ConcurrencyLimit, max_requests=settings.api.max_concurrency)
+    app.add_middleware(HostOriginGuard, api=settings.api)  # before anything else runs
+    app.add_middleware(SecurityHeaders)  # outermost: every answer gets the headers, refusals too
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

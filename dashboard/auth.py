@@ -15,7 +15,8 @@ from dashboard.state import AppState, get_state
 Role = Literal["viewer", "admin"]
 RANK: dict[str, int] = {"viewer": 0, "admin": 1}
 # Browsers cannot set headers on EventSource or <img>: these GETs may carry ?api_key=.
-QUERY_KEY_PATHS = ("/api/events/stream", "/api/snapshots/", "/api/cameras/")
+QUERY_KEY_PATHS = ("/api/events/stream", "/api/alerts/stream", "/api/snapshots/", "/api/cameras/")
+QUERY_KEY_SUFFIXES = ("/clip", "/evidence")  # <video src> and download links (issue 19)
 
 
 class InsecureConfig(RuntimeError):
@@ -70,7 +71,8 @@ def presented_key(request: Request) -> str | None:
         return auth[7:].strip()
     if key := request.headers.get("x-api-key"):
         return key.strip()
-    if request.method == "GET" and request.url.path.startswith(QUERY_KEY_PATHS):
+    path = request.url.path
+    if request.method == "GET" and (path.startswith(QUERY_KEY_PATHS) or path.endswith(QUERY_KEY_SUFFIXES)):
         return request.query_params.get("api_key")
     return None
 

@@ -98,6 +98,26 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         self.slots = self._partitions(self.consumer)
         self.consumer.subscribe([self.topic], listener=self)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._drive, name="ingest-group", daemon=True)
+        self._thread.start()
+
+    def _drive(self) -> None:
+        """Poll back to back, in a thread that owns the consumer.
+
+        kafka-python 3.0 drops a join whose JoinGroup/SyncGroup finished while no `poll` was
+        waiting on it (the next poll finds the task done and sends a fresh JoinGroup). The broker
+        holds a JoinGroup for seconds, so a loop that polls in short slices between other work
+        rejoins again and again; a thread that is always inside `poll` takes every answer.
+        """
+        try:
+            while not self._closing.is_set():
+                poll(self.consumer, 500)
+        finally:
+            try:
+                self.consumer.close()  # leaving: our slots are handed over in the next round
+            except Exception:  # pragma: no cover - closing with the broker gone
+                log.warning("leaving the ingest group failed", exc_info=True)
 
     def _partitions(self, consumer: KafkaConsumer) -> int:
         deadline = time.monotonic() + 30
@@ -137,10 +157,6 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.warning("flush on revocation failed", exc_info=True)
 
     # ---- what the rest of ingest asks --------------------------------------------------------
-    def poll(self, timeout_ms: int) -> None:
-        """Drive the group protocol (joins, syncs); the slots topic itself carries nothing."""
-        poll(self.consumer, timeout_ms)
-
     def slot(self, camera_id: str) -> int:
         return slot_of(camera_id, self.slots)
 
@@ -169,9 +185,7 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         with self._lock:
             return dict(self._owned)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         """Leave the group: our slots are handed over in the next round, not after a timeout."""
-        try:
-            self.consumer.close()
-        except Exception:  # pragma: no cover - closing with the broker gone
-            log.warning("leaving the ingest group failed", exc_info=True)
+        self._closing.set()
+        self._thread.join(timeout_s)

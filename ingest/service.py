@@ -44,12 +44,11 @@ def run(settings: Settings, stop: threading.Event) -> int:
             if now >= next_beat:  # for people and dashboards; ownership does not depend on it
                 _heartbeat(publisher, me, "running", manager, started)
                 next_beat = now + cfg.worker_heartbeat_s
-            ownership.poll(50)
             manager.reconcile(registry.cameras, registry.revisions, ownership.mine(registry.cameras))
             if now >= next_status:
                 manager.publish_status()
                 next_status = now + cfg.status_interval_s
-            registry.poll(150)
+            registry.poll(200)
     finally:
         manager.stop_all(5.0)  # while still a member: the last frames and markers are ours to send
         try:

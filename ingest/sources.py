@@ -121,6 +121,9 @@ class VideoSource:
                     self.last_progress = time.monotonic()
                     index = packets - 1 if self.keyframes_only else decoded
                     yield Decoded(frame, pts_s, bool(frame.key_frame), index)
+                    # The time our consumer held the frame (a file waits for a slow analyzer on a
+                    # busy machine) is not the source stalling: count from when it asks again.
+                    self.last_progress = time.monotonic()
                     decoded += 1
                 if self.on_packet is not None:
                     self.on_packet(packet)  # muxing rebases the packet's times, so it goes last

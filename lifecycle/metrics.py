@@ -28,7 +28,7 @@ from configs.settings import MetricsConfig
 
 log = logging.getLogger(__name__)
 OTHER = "_other"
-KINDS = ("ingest", "analyzer", "sink")
+KINDS = ("ingest", "analyzer", "sink", "rules")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
@@ -93,7 +93,12 @@ def set_consumer_lag(group: str, lags: Mapping[tuple[str, int], int]) -> None:
 
 
 def port_for(config: MetricsConfig, kind: str) -> int:
-    ports = {"ingest": config.ingest_port, "analyzer": config.analyzer_port, "sink": config.sink_port}
+    ports = {
+        "ingest": config.ingest_port,
+        "analyzer": config.analyzer_port,
+        "sink": config.sink_port,
+        "rules": config.rules_port,
+    }
     return ports[kind]
 
 

@@ -24,7 +24,11 @@ class RuleBook:
     @classmethod
     def from_file(cls, path: str | Path) -> RuleBook:
         """A YAML (or JSON) rules file; raises pydantic's ValidationError naming the bad field."""
-        return cls.of(load_ruleset(yaml.safe_load(Path(path).read_text())))
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not valid YAML: {exc}") from None
+        return cls.of(load_ruleset(data))
 
     def apply(self, msg: ControlMessage) -> bool:
         """A zone/line/rule upsert or delete; True if it changed something."""

@@ -60,7 +60,7 @@ class RuleClock:
 class CameraState:
     session: str = ""
     clock: float = -math.inf
-    wall: str = ""  # ISO wall time at `clock`
+    wall: datetime | None = None  # wall time at `clock`
     frame_id: int = -1
     tracks: dict[str, Track] = field(default_factory=dict)
     rules: dict[str, RuleClock] = field(default_factory=dict)
@@ -69,7 +69,7 @@ class CameraState:
         return {
             "session": self.session,
             "clock": None if self.clock == -math.inf else self.clock,
-            "wall": self.wall,
+            "wall": self.wall.isoformat() if self.wall else "",
             "frame_id": self.frame_id,
             "tracks": {
                 k: {**vars(t), "per": {r: vars(rt) for r, rt in t.per.items()}}
@@ -87,28 +87,65 @@ class CameraState:
         return cls(
             session=d.get("session", ""),
             clock=-math.inf if d.get("clock") is None else float(d["clock"]),
-            wall=d.get("wall", ""),
+            wall=datetime.fromisoformat(d["wall"]) if d.get("wall") else None,
             frame_id=int(d.get("frame_id", -1)),
             tracks=tracks,
             rules={k: RuleClock(**v) for k, v in d.get("rules", {}).items()},
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Compiled:
+    """A rule ready to evaluate: what the hot path needs, looked up once."""
+
     spec: RuleSpec
     kind: Condition
     camera: str
     poly: tuple[P, ...] = ()
     line: tuple[P, P] | None = None
     inside_sign: float = 1.0
+    id: str = ""
+    anchor: str = "bottom_center"
+    direction: str = "any"
+    need: float = 0.0  # seconds for dwell / count / absent
+    min_count: int = 1
+    box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # the polygon's bounding box
+    timer: bool = False
+    query: str | None = None
+    label: str | None = None
 
-    @property
-    def id(self) -> str:
-        return self.spec.id
+    def __post_init__(self) -> None:
+        w = self.spec.when
+        self.id, self.anchor, self.query, self.label = (
+            self.spec.id,
+            self.spec.anchor,
+            self.spec.query,
+            self.spec.label,
+        )
+        self.direction = w.cross.direction if w.cross else "any"
+        self.need = (
+            w.dwell.seconds
+            if w.dwell
+            else w.count.seconds
+            if w.count
+            else w.absent.seconds
+            if w.absent
+            else 0.0
+        )
+        self.min_count = w.count.min if w.count else 1
+        if self.poly:
+            xs, ys = [p[0] for p in self.poly], [p[1] for p in self.poly]
+            self.box = (min(xs), min(ys), max(xs), max(ys))
+        self.timer = self.kind in ("dwell", "count", "absent")
 
 
 Outcome = Literal["fired", "cooldown", "closed"]
+
+
+def _overlaps(box: tuple[float, float, float, float], p: P, q: P) -> bool:
+    """The bounding boxes of a polygon and a path overlap (else the path cannot meet its edges)."""
+    x0, y0, x1, y1 = box
+    return not (max(p[0], q[0]) < x0 or min(p[0], q[0]) > x1 or max(p[1], q[1]) < y0 or min(p[1], q[1]) > y1)
 
 
 class Evaluator:
@@ -174,7 +211,7 @@ class Evaluator:
                 return []  # the end of a track from a session we no longer follow
             cam = self.cameras[e.camera_id] = CameraState(session=e.source_session)
         if e.pts_s > cam.clock:
-            cam.clock, cam.wall, cam.frame_id = e.pts_s, e.wall_ts.isoformat(), e.frame_id
+            cam.clock, cam.wall, cam.frame_id = e.pts_s, e.wall_ts, e.frame_id
         rules = self.by_camera.get(e.camera_id)
         if not rules:
             return []
@@ -186,8 +223,9 @@ class Evaluator:
         prev: Track | None = tr
         if tr is None:
             tr = cam.tracks[key] = Track(e.query_id, e.label, e.bbox_norm, e.pts_s, e.snapshot)
+        q, label = e.query_id, e.label
         for r in rules:
-            if r.spec.matches(e.query_id, e.label):
+            if (r.query is None or r.query == q) and (r.label is None or r.label == label):
                 self._step(cam, r, tr, prev, e, out)
         tr.bbox, tr.pts = e.bbox_norm, e.pts_s
         if e.snapshot:
@@ -203,23 +241,27 @@ class Evaluator:
     def _step(
         self, cam: CameraState, r: Compiled, tr: Track, prev: Track | None, e: ObjectEvent, out: list[Alert]
     ) -> None:
-        anchor = r.spec.anchor
+        anchor = r.anchor
         p = anchor_point(e.bbox_norm, anchor)
         pp = anchor_point(prev.bbox, anchor) if prev is not None else None
         if r.kind == "cross":
             if pp is None or r.line is None:
                 return
             hit = crossing(r.line[0], r.line[1], r.inside_sign, pp, p)
-            want = r.spec.when.cross.direction if r.spec.when.cross else "any"
-            if hit is not None and want in ("any", hit[0]):
+            if hit is not None and r.direction in ("any", hit[0]):
                 self._fire(
                     cam, r, e, "cross", track=tr, episode=f"{e.frame_id}:{e.phase}", direction=hit[0], out=out
                 )
             return
-        rt = tr.per.setdefault(r.id, RuleTrack())
-        now_in, was_in = contains(r.poly, p), rt.inside
+        rt = tr.per.get(r.id)
+        if rt is None:
+            rt = tr.per[r.id] = RuleTrack()
+        x0, y0, x1, y1 = r.box
+        now_in = x0 <= p[0] <= x1 and y0 <= p[1] <= y1 and contains(r.poly, p)
+        was_in = rt.inside
         hits: list[float] = []
-        if pp is not None and prev is not None and (now_in != was_in or not now_in):
+        moved = pp is not None and (now_in != was_in or (not now_in and r.kind in ("enter", "leave")))
+        if moved and pp is not None and _overlaps(r.box, pp, p):
             hits = edge_hits(r.poly, pp, p)
         t0 = prev.pts if prev is not None else e.pts_s
         passed = pp is not None and not was_in and not now_in and len(hits) >= 2  # in and out between samples
@@ -249,8 +291,7 @@ class Evaluator:
         e: ObjectEvent,
         out: list[Alert],
     ) -> None:
-        need = r.spec.when.dwell.seconds if r.spec.when.dwell else 0.0
-        if rt.fired or rt.since is None or until - rt.since < need:
+        if rt.fired or rt.since is None or until - rt.since < r.need:
             return
         outcome = self._fire(
             cam,
@@ -270,6 +311,8 @@ class Evaluator:
         self, cam: CameraState, rules: list[Compiled], e: ObjectEvent, out: list[Alert]
     ) -> list[Alert]:
         for r in rules:
+            if not r.timer:
+                continue
             if r.kind == "dwell":
                 for key, tr in cam.tracks.items():
                     rt = tr.per.get(r.id)
@@ -277,10 +320,11 @@ class Evaluator:
                         self._dwell_due(cam, r, tr, rt, key.split("\x1f", 1)[1], cam.clock, e, out)
             elif r.kind in ("count", "absent"):
                 n = sum(1 for tr in cam.tracks.values() if (rt := tr.per.get(r.id)) is not None and rt.inside)
-                w = r.spec.when
-                held = (n >= w.count.min) if w.count else n == 0
-                need = w.count.seconds if w.count else (w.absent.seconds if w.absent else 0.0)
-                rc = cam.rules.setdefault(r.id, RuleClock())
+                held = (n >= r.min_count) if r.kind == "count" else n == 0
+                need = r.need
+                rc = cam.rules.get(r.id)
+                if rc is None:
+                    rc = cam.rules[r.id] = RuleClock()
                 if not held:
                     rc.since, rc.fired = None, False
                     continue
@@ -319,7 +363,7 @@ class Evaluator:
     ) -> Outcome:
         # Timers fire at the camera's clock; instant conditions at the event that revealed them.
         pts = cam.clock if timer else e.pts_s
-        wall = datetime.fromisoformat(cam.wall) if timer and cam.wall else e.wall_ts
+        wall = cam.wall if timer and cam.wall else e.wall_ts
         spec = r.spec
         if spec.schedule is not None and not is_open(spec.schedule, wall):
             return "closed"

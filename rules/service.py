@@ -28,6 +28,7 @@ from bus.kafka import (
     PoisonMessage,
     Producer,
     commit_offsets,
+    consumer_lag,
     dead_letter,
     decode,
     ensure_topics,
@@ -38,7 +39,9 @@ from bus.kafka import (
 from bus.redact import install_log_redaction
 from bus.topics import Topics
 from configs.settings import Settings
+from lifecycle.metrics import set_consumer_lag
 from lifecycle.process import require_bootstrap, worker_id
+from rules import metrics
 from rules.book import RuleBook
 from rules.evaluator import Evaluator
 
@@ -102,6 +105,7 @@ class RulesWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                 )
                 if records:
                     self.handle(records)
+                set_consumer_lag(self.settings.rules.group_id, consumer_lag(self.consumer))
                 if time.monotonic() - self._last_status >= STATUS_EVERY_S:
                     self._status("running")
             return 0
@@ -159,6 +163,10 @@ class RulesWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         }
         commit_offsets(self.consumer, offsets)
         self.counters["events"] += len(records) - poisoned
+        metrics.EVENTS.inc(len(records) - poisoned)
+        metrics.DEAD_LETTERED.inc(poisoned)
+        for a in alerts:
+            metrics.alert(a.camera_id, a.condition, a.severity)
         self.counters["alerts"] += len(alerts)
         self.counters["dead_lettered"] += poisoned
 

@@ -106,6 +106,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from dashboard.mcp_server import serve_http, serve_stdio
+    from lifecycle.process import setup_logging, worker_id
+
+    overrides: dict[str, Any] = {k: v for k, v in (("api_url", args.api), ("port", args.mcp_port)) if v}
+    settings = _settings(args)
+    if overrides:
+        settings = settings.model_copy(update={"mcp": settings.mcp.model_copy(update=overrides)})
+    setup_logging(settings.log_level, worker_id("mcp"))  # stderr: stdout is the stdio transport
+    return serve_http(settings) if args.transport == "http" else serve_stdio(settings)
+
+
 def cmd_config_validate(args: argparse.Namespace) -> int:
     try:
         s = load_settings(args.file)
@@ -124,8 +136,23 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 def cmd_schema_export(args: argparse.Namespace) -> int:
     from bus.schema import export_schemas
 
-    for path in export_schemas(args.dir):
+    if args.dir is None and args.asyncapi is None:
+        print("schema export: give DIR (JSON Schemas), --asyncapi FILE, or both", file=sys.stderr)
+        return 2
+    for path in export_schemas(args.dir) if args.dir is not None else []:
         print(path)
+    if args.asyncapi is not None:
+        import json
+        from importlib.metadata import PackageNotFoundError, version
+
+        from bus.asyncapi import document
+
+        try:
+            v = version("sightline")
+        except PackageNotFoundError:  # running from a checkout without an install
+            v = "0"
+        args.asyncapi.write_text(json.dumps(document(_settings(args).bus, v), indent=2) + "\n")
+        print(args.asyncapi)
     return 0
 
 
@@ -192,7 +219,7 @@ BenchRun = Callable[[argparse.Namespace, Settings], int]
 
 
 def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None], BenchRun]]:
-    from sightline.bench import gating, ingest, ingest_soak, pipeline, soak
+    from sightline.bench import gating, ingest, ingest_soak, pipeline, rules, soak
 
     return [
         ("ingest", "decode vs sampled vs keyframes-only on a 1080p clip", ingest.add_args, ingest.run),
@@ -201,6 +228,7 @@ def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None]
         ("pipeline", "latency through the broker and the real services", pipeline.add_args, pipeline.run),
         ("gating", "engine calls saved by gating, tracks kept", gating.add_args, gating.run),
         ("soak", "the full stack for minutes: RSS, fds, p99", soak.add_args, soak.run),
+        ("rules", "object events evaluated per second: 100 cameras x 10 rules", rules.add_args, rules.run),
     ]  # fmt: skip
 
 
@@ -251,6 +279,11 @@ def build_parser(verb_hint: str | None = "bench") -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
 
+    mp = verb("mcp", cmd_mcp, "serve the Model Context Protocol for agents (stdio or streamable HTTP)", False)
+    mp.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    mp.add_argument("--api", help="the REST API's base URL (default: from api.host/api.port)")
+    mp.add_argument("--port", dest="mcp_port", type=int, help="streamable HTTP port (default mcp.port)")
+
     rp = verb("replay", cmd_replay, "replay a video file through ingest, analyzer and sink; score it")
     replay_cli.add_args(rp)
     _add_bench(sub, load=verb_hint == "bench")
@@ -263,8 +296,14 @@ def build_parser(verb_hint: str | None = "bench") -> argparse.ArgumentParser:
 
     sp = sub.add_parser("schema", help="message contracts")
     ssub = sp.add_subparsers(dest="what", required=True)
-    se = ssub.add_parser("export", help="write the JSON Schema of every message kind to DIR")
-    se.add_argument("dir", type=Path)
+    se = ssub.add_parser(
+        "export", help="write the JSON Schema of every message kind to DIR, and/or the AsyncAPI document"
+    )
+    se.add_argument("dir", type=Path, nargs="?")
+    se.add_argument(
+        "--asyncapi", type=Path, metavar="FILE", help="write an AsyncAPI 3 document of every topic"
+    )
+    se.add_argument("--config", "-c", help="config whose topic prefix, partitions and bootstrap to describe")
     se.set_defaults(fn=cmd_schema_export)
 
     srch = sub.add_parser("search", help="search history by words and meaning; rebuild the index")

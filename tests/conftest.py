@@ -154,3 +154,19 @@ def wordllama_embedder() -> Any:
     from sinks.embedders import WordLlamaEmbedder
 
     return WordLlamaEmbedder(WordLlamaEmbedderConfig())
+
+
+@pytest.fixture(autouse=True)
+def _testclient_on_the_bound_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API refuses Host names it does not serve (DNS rebinding, issue 18), and TestClient's
+    default `testserver` is one: in-process clients talk as a browser on the bound address does."""
+    from starlette.testclient import TestClient
+
+    original = TestClient.__init__
+
+    def init(
+        self: TestClient, app: Any, base_url: str = "http://127.0.0.1", *args: Any, **kwargs: Any
+    ) -> None:
+        original(self, app, base_url, *args, **kwargs)
+
+    monkeypatch.setattr(TestClient, "__init__", init)

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from bus.contracts import ObjectEvent
+from sightline.eval.identity import IdentityCounter
 from sightline.eval.match import (
     IOU_EPS,
     Lifetime,
@@ -69,6 +70,8 @@ class ObjectScore(BaseModel):
     found: int
     tracks: tuple[str, ...] = ()
     id_switches: int = 0
+    fragmentations: int = 0  # times it was tracked, lost while in view, and tracked again
+    id_track: str | None = None  # the track IDF1 identifies it with
     track: str | None = None
     start_error_s: float | None = None
     end_error_s: float | None = None
@@ -96,6 +99,15 @@ class Scores(BaseModel):
     associated_tracks: int
     id_switches: int
     fragmented_objects: int
+    # Identity (None for raw boxes without track ids); see sightline.eval.identity.
+    idf1: float | None = None
+    idp: float | None = None
+    idr: float | None = None
+    idtp: int | None = None
+    idfp: int | None = None
+    idfn: int | None = None
+    fragmentations: int = 0
+    mota: float | None = None  # 1 - (fn + fp + id switches) / truth boxes; None with nothing to find
     start_error_mean_s: float | None
     start_error_median_s: float | None
     end_error_mean_s: float | None
@@ -125,6 +137,15 @@ class Scores(BaseModel):
             ("truth objects / tracks", tracks),
             ("ID switches", str(self.id_switches)),
             ("fragmented objects", str(self.fragmented_objects)),
+        ]
+        if self.idf1 is not None:
+            rows += [
+                ("IDF1 / IDP / IDR", f"{f(self.idf1)} / {f(self.idp)} / {f(self.idr)}"),
+                ("IDTP / IDFP / IDFN", f"{self.idtp} / {self.idfp} / {self.idfn}"),
+                ("fragmentations", str(self.fragmentations)),
+                ("MOTA", f(self.mota)),
+            ]
+        rows += [
             ("start error mean / median", start),
             ("end error mean / median", end),
         ]
@@ -252,6 +273,7 @@ def _score(
     boxes: Counter[str] = Counter()
     found: Counter[str] = Counter()
     index = _truth_index(truth)
+    ident = IdentityCounter(iou_threshold, match_labels, aliases)
     for t in judged:
         real, ignore = index[t]
         preds = list(at.get(t, ()))
@@ -265,8 +287,11 @@ def _score(
         )
         matched = {p.pred for p in pairs}
         left = [p for j, p in enumerate(preds) if j not in matched]
-        dropped = sum(1 for p in left if any(iou(p.bbox, g.bbox) + IOU_EPS >= iou_threshold for g in ignore))
+        absorbed = [any(iou(p.bbox, g.bbox) + IOU_EPS >= iou_threshold for g in ignore) for p in left]
+        dropped = sum(absorbed)
         ignored += dropped
+        counted = [preds[p.pred] for p in pairs] + [p for p, a in zip(left, absorbed, strict=True) if not a]
+        ident.add(real, counted, {real[p.truth].object_id for p in pairs})
         tp, fp, fn = tp + len(pairs), fp + len(left) - dropped, fn + len(real) - len(pairs)
         for g in real:
             boxes[g.object_id] += 1
@@ -282,6 +307,7 @@ def _score(
             seen_tracks[obj].add(track)
             co[(track, obj)] += 1
     timing = _timing(truth, lifetimes, co, bridge_s)
+    identity = ident.result()
     none: tuple[str | None, float | None, float | None] = (None, None, None)
     objects = []
     for o in truth.objects:
@@ -295,6 +321,8 @@ def _score(
                 boxes=boxes[o.id],
                 found=found[o.id],
                 id_switches=switches[o.id],
+                fragmentations=ident.fragmentations[o.id] if identity else 0,
+                id_track=identity.pairs.get(o.id) if identity else None,
                 tracks=tuple(sorted(seen_tracks[o.id])),
                 track=track,
                 start_error_s=start_err,
@@ -316,6 +344,11 @@ def _score(
         mean_iou=statistics.fmean(hit_ious) if hit_ious else None,
         truth_objects=len(objects), tracks=in_segment, associated_tracks=len(timing),
         id_switches=sum(switches.values()), fragmented_objects=fragmented,
+        idf1=identity.idf1 if identity else None, idp=identity.idp if identity else None,
+        idr=identity.idr if identity else None, idtp=identity.idtp if identity else None,
+        idfp=identity.idfp if identity else None, idfn=identity.idfn if identity else None,
+        fragmentations=sum(ident.fragmentations.values()) if identity else 0,
+        mota=1 - (fn + fp + sum(switches.values())) / (tp + fn) if tp + fn else None,
         start_error_mean_s=statistics.fmean(starts) if starts else None,
         start_error_median_s=statistics.median(starts) if starts else None,
         end_error_mean_s=statistics.fmean(ends) if ends else None,

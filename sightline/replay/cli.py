@@ -26,9 +26,14 @@ def add_args(rp: argparse.ArgumentParser) -> None:
     rp.add_argument("--sample-fps", type=float)
     rp.add_argument("--window-s", type=float, default=10.0, help="summary window length")
     rp.add_argument("--out", help="write ObjectEvent and Summary records as JSONL")
+    rp.add_argument(
+        "--rules", help="a rules file (zones, lines, rules): alerts are written next to the events in --out"
+    )
+    rp.add_argument("--camera", default="replay", help="camera id the events carry (what rules' zones name)")
     rp.add_argument("--truth", help="ground truth (Sightline JSON or MOT gt.txt)")
     rp.add_argument("--min-recall", type=float)
     rp.add_argument("--min-precision", type=float)
+    rp.add_argument("--min-idf1", type=float, help="identity: how long each person kept one track id")
     rp.add_argument(
         "--label-alias",
         action="append",
@@ -65,6 +70,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not queries:
         print("replay: give at least one --query TEXT or --summary TEXT", file=sys.stderr)
         return 2
+    if args.rules:  # a bad rules file is said before the replay, not after it
+        from pydantic import ValidationError
+
+        from rules.book import RuleBook
+
+        try:
+            RuleBook.from_file(args.rules)
+        except (OSError, ValueError, ValidationError) as exc:
+            print(f"replay: rules file {args.rules}: {exc}", file=sys.stderr)
+            return 2
     if args.sample_fps:
         settings = settings.model_copy(
             update={"ingest": settings.ingest.model_copy(update={"sample_fps": args.sample_fps})}
@@ -82,11 +97,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             from sightline.replay.broker import run_replay_broker
 
             result = run_replay_broker(
-                video, settings, queries, bootstrap=args.bootstrap, progress=not args.no_progress
+                video,
+                settings,
+                queries,
+                bootstrap=args.bootstrap,
+                camera_id=args.camera,
+                progress=not args.no_progress,
             )
         else:
             result = run_replay(
-                video, settings, queries, progress=not args.no_progress and sys.stderr.isatty()
+                video,
+                settings,
+                queries,
+                camera_id=args.camera,
+                progress=not args.no_progress and sys.stderr.isatty(),
             )
     except EngineError as exc:
         print(f"replay: engine error: {exc}", file=sys.stderr)
@@ -94,7 +118,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except ReplayIncomplete as exc:
         print(f"replay: incomplete, not scored: {exc}", file=sys.stderr)
         return 1
-    if args.out:
+    if args.out and args.rules:
+        from sightline.replay.alerts import jsonl, with_alerts
+
+        records = with_alerts(result.records, args.rules)
+        Path(args.out).write_text(jsonl(records, keep_latency=args.keep_latency))
+        print(f"alerts: {sum(1 for r in records if r.schema_id == 'sightline.alert/1')}")
+    elif args.out:
         Path(args.out).write_text(result.jsonl(keep_latency=args.keep_latency))
     print(result.table())
     if result.camera_state == "failed":
@@ -129,7 +159,9 @@ def _score_and_gate(result: ReplayResult, truth: GroundTruth, args: argparse.Nam
     print("\nper-frame boxes against the ground truth (the engine alone):")
     print(boxes.table())
     try:
-        failed, met = check_gates(ev, {"recall": args.min_recall, "precision": args.min_precision})
+        failed, met = check_gates(
+            ev, {"recall": args.min_recall, "precision": args.min_precision, "idf1": args.min_idf1}
+        )
     except ValueError as exc:
         print(f"\nreplay: {exc}", file=sys.stderr)
         return 2
@@ -165,6 +197,8 @@ def check_gates(scores: Scores, minimums: dict[str, float | None]) -> tuple[list
         raise ValueError("the ground truth has no annotated instant to judge: refusing to gate on it")
     if scores.tp + scores.fn == 0 and any(k != "precision" for k in wanted):
         raise ValueError("the ground truth has nothing to find: recall is undefined, refusing to gate on it")
+    if "idf1" in wanted and scores.idf1 is None:
+        raise ValueError("IDF1 needs track ids: these predictions are raw boxes")
     failed: list[str] = []
     met: list[str] = []
     for name, minimum in wanted.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -88,6 +89,17 @@ class Owners:
             worst[cam] = longest
         return worst
 
+    def longest_gap(self, since: float, until: float | None = None) -> dict[str, float]:
+        """Per camera, the longest time without a frame (from any owner) between since and until."""
+        until = time.monotonic() if until is None else until
+        gaps: dict[str, float] = {}
+        for cam in {s.camera for s in self.frames}:
+            times = (
+                [since] + [s.at for s in self.frames if s.camera == cam and since <= s.at <= until] + [until]
+            )
+            gaps[cam] = max(b - a for a, b in itertools.pairwise(times))
+        return gaps
+
     def failed(self) -> list[StatusUpdate]:
         return [s for _, s in self.status if s.state == "failed"]
 
@@ -97,9 +109,16 @@ class Owners:
 
 
 def start_ingest(
-    bootstrap: str, prefix: str, worker: str, log: Path, session_timeout_s: float = 3.0, **env: str
+    bootstrap: str,
+    prefix: str,
+    worker: str,
+    log: Path,
+    session_timeout_s: float = 3.0,
+    clock_offset_s: float = 0.0,
+    **env: str,
 ) -> subprocess.Popen[bytes]:
-    """A real `sightline ingest` process in its own session (so a test can SIGSTOP just it)."""
+    """A real `sightline ingest` process in its own session (so a test can SIGSTOP just it), its
+    wall clock off by `clock_offset_s` (`sightline.testing.skewed_clock`)."""
     full = {
         **os.environ,
         "SIGHTLINE_BUS__TOPIC_PREFIX": prefix,
@@ -109,7 +128,11 @@ def start_ingest(
         **env,
     }
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
-    cmd = [sys.executable, "-m", "sightline.cli", "ingest", "--bootstrap", bootstrap]
+    verb = ["ingest", "--bootstrap", bootstrap]
+    if clock_offset_s:
+        cmd = [sys.executable, "-m", "sightline.testing.skewed_clock", str(clock_offset_s), *verb]
+    else:
+        cmd = [sys.executable, "-m", "sightline.cli", *verb]
     try:
         return subprocess.Popen(cmd, env=full, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:

@@ -56,8 +56,12 @@ def test_every_route_but_the_open_ones_needs_a_key(keyed: TestClient) -> None:
     ("case", "path"),
     [
         ("sse-stream", "/api/events/stream?max_s=0.01"),
+        ("alert-stream", "/api/alerts/stream?max_s=0.01"),
         ("event-snapshot", "/api/snapshots/s1"),
         ("camera-snapshot", "/api/cameras/c1/snapshot"),
+        ("event-clip", "/api/events/e1/clip"),
+        ("event-evidence", "/api/events/e1/evidence"),
+        ("camera-clip", "/api/cameras/c1/clip?start_s=0&end_s=1"),
     ],
 )
 def test_browser_endpoints_take_a_query_key_and_refuse_a_wrong_one(

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
-from bus.contracts import Alert, ObjectEvent
+from bus.contracts import Alert, ObjectEvent, QuerySpec
 from bus.kafka import Producer, ensure_topics, make_consumer
 from bus.rulespec import load_ruleset
+from configs import load_settings
+from dashboard.app import create_app
 from rules.evaluator import Evaluator
 from sightline.testing.rules_kit import RULES_YAML, scene
-from sinks.alerts import AlertFilter, list_alerts
+from sinks.alerts import AlertFilter, import_ruleset, list_alerts
 from sinks.store import Store
 
 from stackkit import Stack, wait_for
@@ -48,7 +51,7 @@ def _stored(store: Store) -> list[dict[str, object]]:
     return list_alerts(store.engine, AlertFilter(), limit=10_000)[0]
 
 
-def test_sigkill_of_the_rules_process_loses_no_alert_and_adds_none(
+def test_sigkill_of_the_rules_process_loses_no_alert_and_adds_none_and_dry_run_agrees(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     rules_file = _rules_file(tmp_path)
@@ -100,11 +103,30 @@ def test_sigkill_of_the_rules_process_loses_no_alert_and_adds_none(
         assert re.search(r"restored [1-9]\d* camera checkpoints", _log(stack, 1)), _log(stack, 1)
         on_topic = _alerts_on_topic(kafka_bootstrap, stack.topics.alerts, len(expected))
         assert set(on_topic) == expected  # no alert the evaluator would not raise, even if one was sent twice
+        # The dry run over what the sink stored gives the live run's alerts, id for id.
+        assert _dry_run_ids(rules_file, tmp_path / "data", topic_prefix) == set(ids)
     finally:
         producer.close()
         if store is not None:
             store.close()
         stack.stop()
+
+
+def _dry_run_ids(rules_file: Path, data_dir: Path, prefix: str) -> set[str]:
+    settings = load_settings(None, data_dir=str(data_dir), bus={"topic_prefix": prefix})
+    rs = load_ruleset(yaml.safe_load(rules_file.read_text()))
+    with TestClient(create_app(settings)) as client:
+        store = client.app.state.sightline.store  # type: ignore[attr-defined]
+        import_ruleset(store.engine, rs.model_copy(update={"rules": ()}))  # geometry only: rules are tried
+        store.put_query(QuerySpec(id="red", text="people in red"))
+        ids: set[str] = set()
+        for rule in rs.rules:
+            body = {"rule": rule.model_dump(mode="json", by_alias=True), "limit": 1000}
+            r = client.post("/api/rules/dry-run", json=body)
+            assert r.status_code == 200, r.text
+            assert r.json()["count"] == len(r.json()["alerts"])
+            ids |= {a["alert_id"] for a in r.json()["alerts"]}
+    return ids
 
 
 def _log(stack: Stack, index: int) -> str:

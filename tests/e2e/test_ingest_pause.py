@@ -26,9 +26,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 SESSION_S = 3.0
 
 
+@pytest.mark.parametrize("skew_s", [0.0, 60.0, -60.0], ids=["clocks-agree", "survivor+60s", "survivor-60s"])
 def test_a_paused_ingest_process_resumes_without_failing_or_doubling_any_camera(
-    kafka_bootstrap: str, topic_prefix: str, short_clip: Path, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, short_clip: Path, tmp_path: Path, skew_s: float
 ) -> None:
+    """With the surviving process's wall clock ±60 s off as well: liveness no longer reads it."""
     topics = Topics.from_config(load_settings(None, bus={"topic_prefix": topic_prefix}).bus)
     cams = {f"cam{i}" for i in range(4)}
     for cid in sorted(cams):

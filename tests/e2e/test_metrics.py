@@ -27,7 +27,7 @@ from bus.contracts import CameraSpec, QuerySpec
 from stackkit import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
-KINDS = ("ingest", "analyzer", "sink")
+KINDS = ("ingest", "analyzer", "sink", "rules")
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -51,14 +51,24 @@ def scraped(
         f"SIGHTLINE_METRICS__{kind.upper()}_PORT": str(port) for kind, port in ports.items()
     }
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    stack = Stack(kafka_bootstrap, prefix, tmp_path_factory.mktemp("metrics") / "data", **env).start_all()
+    stack = Stack(kafka_bootstrap, prefix, tmp_path_factory.mktemp("metrics") / "data", **env)
+    stack.start_all(("ingest", "analyze", "rules", "sink", "serve"))
     try:
         stack.register(
             CameraSpec(id="lobby", url=str(vtest_10s), realtime=False), QuerySpec(id="people", text="people")
         )
-        wait_for(lambda: any(e["phase"] == "end" for e in stack.events()), 90, "end events", stack)
+        wait_for(lambda: any(e["phase"] == "end" for e in stack.events()), 180, "end events", stack)
         time.sleep(2.5)  # a status interval, so the ingest gauges and the sink's counters are current
-        texts = {k: httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text for k, p in ports.items()}
+
+        def scrape(kind: str) -> str:
+            return httpx.get(f"http://127.0.0.1:{ports[kind]}/metrics", timeout=5).text
+
+        def rules_caught_up() -> bool:  # the rules process reads the same detections on its own
+            made = sample(scrape("analyzer"), "sightline_analyzer_events_total")
+            return made > 0 and sample(scrape("rules"), "sightline_rules_events_total") == made
+
+        wait_for(rules_caught_up, 30, "the rules process to evaluate every event", stack)
+        texts = {kind: scrape(kind) for kind in KINDS}
         texts["api"] = httpx.get(f"{stack.api}/metrics", timeout=5).text
         texts["prefix"] = prefix
         yield texts
@@ -100,6 +110,13 @@ def test_the_run_shows_in_each_processs_own_metrics(scraped: dict[str, str]) -> 
         sink, "sightline_sink_events_stored_total", camera_id="lobby", phase="end"
     )
     assert "sightline_consumer_lag_messages{" in sink
+    assert sample(scraped["rules"], "sightline_rules_events_total") == sample(
+        analyzer, "sightline_analyzer_events_total"
+    )
+    assert (
+        sample(scraped["rules"], "sightline_consumer_lag_messages", topic=f"{scraped['prefix']}.detections")
+        == 0
+    )
     assert sample(sink, "process_resident_memory_bytes") > 0
     assert "sightline_store_rows" in scraped["api"]
 
@@ -140,6 +157,7 @@ def test_every_metric_the_grafana_dashboard_queries_is_exposed_by_a_process(scra
         "sightline_analyzer_engine_tokens_total",
         "sightline_analyzer_engine_cost_total",
         "sightline_sink_events_stored_total",
+        "sightline_rules_alerts_total",
         "sightline_consumer_lag_messages",
     ):
         assert needed in used, needed

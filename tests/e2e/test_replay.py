@@ -68,15 +68,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_cli_scores_against_the_vtest_truth_and_gates_on_recall(vtest_20s: Path, tmp_path: Path) -> None:
     out = tmp_path / "events.jsonl"
-    ok = run_cli(
-        str(vtest_20s), "--query", "people", "--truth", str(TRUTH), "--min-recall", "0.05", "--out", str(out)
-    )
+    gates = ["--query", "people", "--truth", str(TRUTH), "--min-recall", "0.05"]
+    ok = run_cli(str(vtest_20s), *gates, "--min-idf1", "0.05", "--out", str(out))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "PASSED" in ok.stdout and "recall" in ok.stdout and "engine calls" in ok.stdout
+    assert "PASSED: recall" in ok.stdout and "idf1" in ok.stdout and "engine calls" in ok.stdout
+    assert "IDF1 / IDP / IDR" in ok.stdout and "MOTA" in ok.stdout
     assert out.read_text().count("\n") >= 1
-    strict = run_cli(str(vtest_20s), "--query", "people", "--truth", str(TRUTH), "--min-recall", "0.99")
+    strict = run_cli(str(vtest_20s), *gates, "--min-idf1", "0.99")
     assert strict.returncode == 1, strict.stdout + strict.stderr
-    assert "FAILED: recall" in strict.stdout
+    assert "FAILED: idf1" in strict.stdout
 
 
 def test_cli_against_an_openai_compatible_server_from_env(

@@ -83,7 +83,7 @@ def test_prometheus_scrapes_each_sightline_service_on_the_port_its_config_opens(
     compose = load_compose()
     scrape = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"]
     targets = {name: sd["port"] for job in scrape for sd in job["dns_sd_configs"] for name in sd["names"]}
-    kind_of = {"ingest": "ingest", "analyze": "analyzer", "sink": "sink"}
+    kind_of = {"ingest": "ingest", "analyze": "analyzer", "sink": "sink", "rules": "rules"}
     seen = set()
     for name, svc in sightline_services(compose).items():
         if "entrypoint" in svc:
@@ -98,7 +98,7 @@ def test_prometheus_scrapes_each_sightline_service_on_the_port_its_config_opens(
             assert m.enabled and m.host == "0.0.0.0", f"{name} serves no metrics in compose"
             assert targets[name] == getattr(m, f"{kind_of[verb]}_port"), name
         seen.add(name)
-    assert {"ingest", "analyzer", "analyzer-zai", "sinks", "dashboard"} <= seen
+    assert {"ingest", "analyzer", "analyzer-zai", "rules", "sinks", "dashboard"} <= seen
     assert compose["services"]["prometheus"]["profiles"] == ["monitoring"]
     assert compose["services"]["grafana"]["profiles"] == ["monitoring"]
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
+import pytest
+
+from bus.camera_urls import resolve
 from bus.contracts import EndOfStream, FrameMeta, StatusUpdate
 from configs.settings import IngestConfig
 from ingest.camera import CameraWorker
+from ingest.sources import open_source
 from sightline.testing.ingest_kit import MemoryFramePublisher, make_plan
 
 
@@ -61,3 +66,27 @@ def test_a_stopped_camera_gives_a_stuck_consumer_drain_timeout_s(short_clip: Pat
     assert w.join(5), "a stop must not wait for a stuck consumer beyond drain_timeout_s"
     assert sink.updates[-1].state == "stopped" and sink.updates[-1].reason == "deleted"
     sink.open.set()
+
+
+def test_a_replay_short_of_its_sampled_frames_is_refused() -> None:
+    from sightline.replay.run import ReplayIncomplete, check_complete
+
+    counters = {"sampled": 40, "gated": 2, "published": 38}
+    check_complete(counters, 38)  # the gate's skips are deliberate, not lost
+    with pytest.raises(ReplayIncomplete, match="37 of 38 sampled frames"):
+        check_complete(counters, 37)
+
+
+def test_a_consumer_slower_than_the_stall_timeout_is_not_a_stall(short_clip: Path) -> None:
+    """The decoder waits for the analyzer: time spent there is not "no decodable frame"."""
+    cfg = IngestConfig(read_timeout_s=0.1)  # a stall is 0.2 s without a frame
+    source = open_source(resolve(str(short_clip), cfg), cfg, sample_fps=2.0, keyframes_only=False)
+    pts = []
+    try:
+        for d in source.frames():
+            pts.append(d.pts_s)
+            if len(pts) in (1, 20):
+                time.sleep(0.5)  # the consumer is slow with this frame
+    finally:
+        source.close()
+    assert len(pts) == 40  # 4 s at 10 fps, none lost to a false stall

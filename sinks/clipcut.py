@@ -1,0 +1,169 @@
+"""Cutting clips out of recordings with PyAV: remuxed (no re-encode) or annotated (boxes burnt in).
+
+A clip is a list of pieces, each a file and a stretch of it, placed on one timeline (wall-clock
+epoch seconds for segments, media seconds for a file camera). The clip's time 0 is `origin`;
+a packet at timeline time T sits at T - origin in the clip, so a hole between pieces stays a
+hole (players hold the last frame) and box times map to video times by one subtraction.
+
+Remuxed clips start at the keyframe at or before the requested start (no re-encode at all);
+annotated clips are decoded and re-encoded anyway, so they start exactly at `start`.
+A piece that cannot be read (missing, corrupt, cut short) becomes a gap, never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+
+log = logging.getLogger(__name__)
+OUT_TB = Fraction(1, 90000)
+BoxesAt = Callable[[float], list[tuple[tuple[float, float, float, float], str]]]
+
+
+@dataclass(frozen=True)
+class Piece:
+    path: Path
+    base: float  # timeline time of the file's media time 0
+    start: float  # timeline span of this file that the clip wants
+    end: float
+    covers: tuple[float, float]  # what the file holds on the timeline (for reporting what is lost)
+
+
+@dataclass
+class ClipResult:
+    origin: float | None = None  # timeline time of the clip's 0 (None: nothing could be read)
+    end: float | None = None
+    frames: int = 0
+    gaps: list[tuple[float, float, str]] = field(default_factory=list)  # timeline start, end, why
+
+
+class ClipEmpty(LookupError):
+    """Nothing readable in the requested range."""
+
+
+def _packets(piece: Piece, result: ClipResult, first: bool) -> Iterator[tuple[Any, float]]:
+    """(packet, timeline time) of one piece; the first piece starts at the keyframe before its start."""
+    try:
+        container = av.open(str(piece.path))
+    except (av.error.FFmpegError, OSError) as exc:
+        result.gaps.append((*piece.covers, f"unreadable segment: {type(exc).__name__}"))
+        return
+    last_t = piece.covers[0]
+    try:
+        stream = container.streams.video[0]
+        tb = stream.time_base or Fraction(1, 90000)
+        held: list[tuple[Any, float]] = []  # the GOP before `start`, for the first piece
+        for pkt in container.demux(stream):
+            ticks = pkt.pts if pkt.pts is not None else pkt.dts
+            if pkt.size == 0 or ticks is None:
+                continue
+            t = piece.base + float(ticks * tb)
+            if t >= piece.end:
+                break
+            if t < piece.start:
+                if first and pkt.is_keyframe:
+                    held = [(pkt, t)]
+                elif first and held:
+                    held.append((pkt, t))
+                continue
+            if held:
+                yield from held
+                held = []
+            last_t = t
+            yield pkt, t
+        yield from held  # only if nothing came after start (a range ending in the same GOP)
+    except (av.error.FFmpegError, OSError) as exc:
+        result.gaps.append((last_t, piece.covers[1], f"segment cut short: {type(exc).__name__}"))
+    finally:
+        container.close()
+
+
+def remux(pieces: list[Piece], out_path: Path) -> ClipResult:
+    """A plain MP4 with the index in front (faststart), packets copied."""
+    result = ClipResult()
+    out: Any = None
+    ostream: Any = None
+    last_dts = -1
+    try:
+        for i, piece in enumerate(pieces):
+            for pkt, t in _packets(piece, result, first=i == 0 or out is None):
+                if out is None:
+                    if not pkt.is_keyframe:
+                        continue  # a clip must start on a keyframe
+                    out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
+                    ostream = out.add_stream_from_template(pkt.stream)
+                    ostream.time_base = OUT_TB
+                    result.origin = t
+                assert result.origin is not None
+                tb = pkt.time_base
+                shift = (pkt.dts - pkt.pts) if pkt.dts is not None and pkt.pts is not None else 0
+                pts = round((t - result.origin) / OUT_TB)
+                dts = pts + round(shift * tb / OUT_TB)
+                if dts <= last_dts:
+                    dts = last_dts + 1
+                pkt.time_base = OUT_TB
+                pkt.pts, pkt.dts = max(pts, dts), dts
+                pkt.stream = ostream
+                out.mux(pkt)
+                last_dts = dts
+                result.frames += 1
+                result.end = t
+    finally:
+        if out is not None:
+            out.close()
+    if result.origin is None:
+        raise ClipEmpty("no readable video in the requested range")
+    return result
+
+
+def annotate(
+    pieces: list[Piece], out_path: Path, start: float, boxes_at: BoxesAt, *, fps_hint: float = 25.0
+) -> ClipResult:
+    """Decode, draw the boxes `boxes_at(t)` gives, encode H.264 (ultrafast). Starts exactly at `start`."""
+    import cv2
+
+    result = ClipResult(origin=start)
+    out: Any = None
+    ostream: Any = None
+    last_pts = -1
+    try:
+        for i, piece in enumerate(pieces):
+            for pkt, t in _packets(piece, result, first=i == 0):
+                for frame in pkt.decode():
+                    ft = piece.base + float(frame.time) if frame.time is not None else t
+                    if ft < start or ft >= piece.end:
+                        continue
+                    img = frame.to_ndarray(format="bgr24")
+                    for (x1, y1, x2, y2), label in boxes_at(ft):
+                        p1, p2 = (round(x1), round(y1)), (round(x2), round(y2))
+                        cv2.rectangle(img, p1, p2, (0, 0, 255), 2)
+                        cv2.putText(img, label[:40], (p1[0], max(12, p1[1] - 4)), 0, 0.5, (0, 0, 255), 1)
+                    if out is None:
+                        out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
+                        ostream = out.add_stream("libx264", rate=round(fps_hint) or 25)
+                        ostream.width, ostream.height = img.shape[1] // 2 * 2, img.shape[0] // 2 * 2
+                        ostream.pix_fmt = "yuv420p"
+                        ostream.time_base = OUT_TB
+                        ostream.options = {"preset": "ultrafast"}
+                    vf = av.VideoFrame.from_ndarray(img[: ostream.height, : ostream.width], format="bgr24")
+                    pts = max(last_pts + 1, round((ft - start) / OUT_TB))
+                    vf.pts, vf.time_base = pts, OUT_TB
+                    last_pts = pts
+                    out.mux(ostream.encode(vf))
+                    result.frames += 1
+                    result.end = ft
+        if out is not None:
+            out.mux(ostream.encode(None))
+    finally:
+        if out is not None:
+            out.close()
+    if result.frames == 0:
+        raise ClipEmpty("no readable video in the requested range")
+    return result
