@@ -11,11 +11,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from analyzer import metrics
+from analyzer.budget import NORMAL, Decision, Governor
 from analyzer.describe import Describer
 from analyzer.events import object_events
 from analyzer.snapshots import SnapshotWriter
@@ -32,11 +35,13 @@ from bus.contracts import (
 )
 from bus.control import ControlState
 from configs.settings import AnalyzerConfig
-from glm45v_engine import Clip, EngineError, Frame, Grounding, UnsupportedQuery, VisionEngine
+from glm45v_engine import Clip, EngineError, Frame, Grounding, UnsupportedQuery, VisionEngine, accounting
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (camera_id, query_id)
 AheadKey = tuple[Key, str, int]  # (camera_id, query_id), source_session, frame_id
+INTERVAL_FACTOR = 4.0  # budget level 1: the query's interval this many times longer…
+MIN_DEGRADED_INTERVAL_S = 2.0  # …and at least this (an interval of 0 means every sampled frame)
 MAX_LABEL = 200  # the store's label column; a model's (or a long query text's) longer label is cut
 
 
@@ -98,6 +103,7 @@ class FrameProcessor:
         # The last call `prefetch` planned per (camera, query), so frames prefetched later (more
         # arrived while earlier ones are still being answered) continue the same schedule.
         self._planned: dict[Key, tuple[str, float]] = {}
+        self.governor = Governor(config.budget)
         self.describer = Describer(engine, self._sem, self.counters)
 
     def tracker(self, key: Key) -> Tracker:
@@ -133,15 +139,18 @@ class FrameProcessor:
                     tasks.append(self._summarize(q, meta.camera_id, window))
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
                 self._skip("already_processed", meta.camera_id)
-            elif self._due(q, meta, self.last_call):
+            elif self._due(q, meta, self.last_call) and not (budget := self._budget(q, meta)).paused:
                 self._drop_older_ahead((meta.camera_id, q.id), meta)
                 call = self._ahead.pop(((meta.camera_id, q.id), meta.source_session, meta.frame_id), None)
                 if call is None:
                     frame = frame or _frame(meta, jpeg)
-                    call = asyncio.ensure_future(self._call(q, frame))
+                    call = asyncio.ensure_future(self._call(q, frame, budget.image_factor))
                 tasks.append(self._ground(q, meta, call, jpeg))
-            else:
-                self._skip("interval", meta.camera_id)
+            else:  # not due, or the budget paused the query until its period rolls over
+                paused = self.governor.levels.get((meta.camera_id, q.id), NORMAL).paused
+                self._skip(
+                    "budget" if paused and self._due(q, meta, self.last_call) else "interval", meta.camera_id
+                )
                 tracker = self.tracker((meta.camera_id, q.id))
                 out.events += self._events(q, meta, tracker.expire(meta.pts_s, meta.frame_id, meta.wall_ts))
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -165,6 +174,8 @@ class FrameProcessor:
 
     def _due(self, q: QuerySpec, meta: FrameMeta, last_call: dict[Key, tuple[str, float]]) -> bool:
         interval = q.interval_s if q.interval_s is not None else self.config.interval_s
+        if self.governor.levels.get((meta.camera_id, q.id), NORMAL).interval_factor > 1:  # budget level 1+
+            interval = max(interval * INTERVAL_FACTOR, MIN_DEGRADED_INTERVAL_S)
         last = last_call.get((meta.camera_id, q.id))
         return last is None or last[0] != meta.source_session or meta.pts_s - last[1] >= interval - 1e-6
 
@@ -189,9 +200,12 @@ class FrameProcessor:
                     continue
                 if self.cursors.get(key, Cursor()).covers(meta) or not self._due(q, meta, last_call):
                     continue
+                budget = self._budget(q, meta)
+                if budget.paused:
+                    continue
                 last_call[key] = self._planned[key] = (meta.source_session, meta.pts_s)
                 frame = frame or _frame(meta, jpeg)
-                self._ahead[ahead] = asyncio.ensure_future(self._call(q, frame))
+                self._ahead[ahead] = asyncio.ensure_future(self._call(q, frame, budget.image_factor))
 
     def drop_ahead(self, camera_id: str | None = None) -> None:
         """Cancel the prefetched calls nobody took (a failed batch is redelivered and asks again),
@@ -209,17 +223,45 @@ class FrameProcessor:
         ]:
             self._ahead.pop(ahead).cancel()
 
-    async def _call(self, q: QuerySpec, frame: Frame) -> Grounding:
+    def _budget(self, q: QuerySpec, meta: FrameMeta) -> Decision:
+        """The budget level for a call about this frame (analyzer.budget), from its expected cost."""
+        camera = self.control.cameras.get(meta.camera_id)
+        st = self.engine.stats  # answers as long as the engine's so far, at the price charged so far
+        out = st.tokens_out // st.calls if st.calls else 0
+        tokens = accounting.prompt_tokens([(meta.encoded_width, meta.encoded_height)], [q.text]) + out
+        price = st.cost / (st.tokens_in + st.tokens_out) if st.tokens_in + st.tokens_out else 0.0
+        peers = [p for p in self.control.queries_for(meta.camera_id) if p.kind == "grounding"]
+        decision = self.governor.decide(
+            meta.camera_id,
+            q,
+            camera_budget=camera.budget if camera else None,
+            peers=peers,
+            tokens=tokens,
+            cost=tokens * price,
+        )
+        metrics.budget_level(meta.camera_id, q.id, decision.level)
+        return decision
+
+    async def _call(self, q: QuerySpec, frame: Frame, image_factor: float = 1.0) -> Grounding:
         cam = frame.camera_id or ""
+        sent = _shrink(frame, image_factor)  # budget level 2: fewer visual tokens
         async with self._sem:
             started = time.perf_counter()
             try:
-                [g] = await self.engine.ground([frame], q.text, thinking=q.thinking)
+                [g] = await self.engine.ground([sent], q.text, thinking=q.thinking)
             except EngineError as exc:
                 outcome = "refused" if isinstance(exc, UnsupportedQuery) else "error"
                 metrics.call(cam, q.id, "ground", outcome, time.perf_counter() - started, None)
                 raise
         metrics.call(cam, q.id, "ground", "ok", time.perf_counter() - started, g.usage)
+        self.governor.record(cam, q.id, g.usage.tokens_in + g.usage.tokens_out, g.usage.cost)
+        if sent is not frame:  # boxes back into the pixels of the frame as it travelled
+            fx, fy = frame.size[0] / sent.size[0], frame.size[1] / sent.size[1]
+            boxes = tuple(
+                replace(b, bbox=(b.bbox[0] * fx, b.bbox[1] * fy, b.bbox[2] * fx, b.bbox[3] * fy))
+                for b in g.boxes
+            )
+            g = replace(g, boxes=boxes, image_size=frame.size)
         return g
 
     async def _ground(
@@ -446,6 +488,17 @@ class FrameProcessor:
             self.tracker((camera_id, qid)).load_state(ts)
         for qid, (sess, pts) in state.get("last_call", {}).items():
             self.last_call[(camera_id, qid)] = (sess, float(pts))
+
+
+def _shrink(frame: Frame, factor: float) -> Frame:
+    if factor >= 1.0:
+        return frame
+    import cv2
+
+    w, h = frame.size
+    size = (max(28, round(w * factor)), max(28, round(h * factor)))  # never below one 28 px cell
+    img = np.asarray(cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA), np.uint8)
+    return replace(frame, image=img, jpeg=None)
 
 
 def _frame(meta: FrameMeta, jpeg: bytes) -> Frame:

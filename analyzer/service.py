@@ -23,6 +23,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from analyzer import metrics
+from analyzer.budget import budget_statuses
 from analyzer.core import EngineUnavailable, FrameProcessor, Outputs
 from analyzer.fence import OwnerFence
 from analyzer.intake import check_frame
@@ -86,6 +87,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.loop = asyncio.new_event_loop()
         self._last_status = 0.0
         self._last_settle = 0.0
+        self._budgeted: set[str] = set()  # cameras last reported in the budget state
         self.consumer: Any = None
 
     # ---- rebalance ---------------------------------------------------------------------------
@@ -406,6 +408,14 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
     def _maybe_status(self) -> None:
         if time.monotonic() - self._last_status >= STATUS_EVERY_S:
             self._status("running")
+            self._budget_status()
+
+    def _budget_status(self) -> None:
+        for update in budget_statuses(self.processor.governor, self._budgeted, self.worker):
+            try:
+                self.producer.send(self.topics.status, update.id, update)
+            except Exception:  # status is best effort
+                log.warning("budget status not sent", exc_info=True)
 
     def _status(self, state: Literal["running", "stopped", "failed"], reason: str = "") -> None:
         self._last_status = time.monotonic()
