@@ -274,7 +274,9 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                     keep.append(item)
             other.queue = keep
         delay = self.backoff[p] = min(MAX_BACKOFF_S, max(0.5, self.backoff.get(p, 0.0) * 2))
-        offset = min(r.offset, self.rewind[p][0]) if p in self.rewind else r.offset
+        # Back to the first record not done: the failed one, or an earlier one just dropped from
+        # another camera's lane on this partition (its camera had not reached it yet).
+        offset = self.ledger.floor.get(p, r.offset)
         self.rewind[p] = (offset, time.monotonic() + delay)
         self.to_pause.add(p)  # by the main loop, between polls
         self._status("running", reason=f"engine unavailable; retrying in {delay:.1f}s")
