@@ -319,8 +319,11 @@ class FrameProcessor:
             snapshot = self.snapshots.write(rel, jpeg, boxes, (1 / sx, 1 / sy))
         events = self._events(q, meta, steps, latency_ms=g.latency_ms, snapshot=snapshot)
         if q.describe and steps:
+            # A start is emitted at its confirming hit with the first hit's box: crop where each
+            # track is in *this* frame, whose JPEG is the one at hand.
+            now = {t.track_id: t.bbox for t in self.tracker(key).tracks if t.last_frame_id == meta.frame_id}
             events = await self.describer.annotate(
-                q, meta.camera_id, jpeg, (meta.width, meta.height), steps, events
+                q, meta.camera_id, jpeg, (meta.width, meta.height), steps, events, now
             )
         return Outputs(events=events)
 

@@ -67,10 +67,14 @@ class Describer:
 
     async def annotate(
         self, q: QuerySpec, camera_id: str, jpeg: bytes, size: tuple[int, int], steps: Sequence[TrackEvent],
-        events: list[ObjectEvent],
+        events: list[ObjectEvent], seen_now: dict[str, tuple[float, float, float, float]],
     ) -> list[ObjectEvent]:  # fmt: skip
-        """`events` with descriptions on the steps that are due; `size` is the original frame's."""
-        due = self.due(camera_id, q, steps)
+        """`events` with descriptions on the steps that are due; `size` is the original frame's.
+
+        `seen_now` holds each track's box in the frame of `jpeg` (original pixels); a due track not
+        in it was not seen in this frame and waits for a frame where it is.
+        """
+        due = [s for s in self.due(camera_id, q, steps) if s.track_id in seen_now]
         if not due:
             return events
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -79,7 +83,8 @@ class Describer:
         sx, sy = image.shape[1] / max(size[0], 1), image.shape[0] / max(size[1], 1)  # boxes are in originals
         said: dict[tuple[str, str], str] = {}
         for s in due:
-            box = (s.bbox[0] * sx, s.bbox[1] * sy, s.bbox[2] * sx, s.bbox[3] * sy)
+            b = seen_now[s.track_id]
+            box = (b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy)
             crop = crop_with_context(image, box)
             if crop.size == 0:
                 continue
@@ -87,7 +92,7 @@ class Describer:
             if text:
                 said[(s.track_id, s.phase)] = text
                 _, n = self._described.get((camera_id, q.id, s.track_id), (0.0, 0))
-                self._described[(camera_id, q.id, s.track_id)] = (_area(s.bbox), n + 1)
+                self._described[(camera_id, q.id, s.track_id)] = (_area(b), n + 1)
         return [
             e.model_copy(
                 update={"description": said[(e.track_id, e.phase)], "description_engine": self._who()}

@@ -33,6 +33,8 @@ from bus import checkpoints
 from bus.contracts import ControlMessage, FrameMeta, StatusUpdate
 from bus.control import ControlFollower, ControlState
 from bus.kafka import (
+    PRODUCER_HEADER,
+    GroupLease,
     PoisonMessage,
     Producer,
     commit_offsets,
@@ -84,6 +86,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.to_pause: set[int] = set()
         self.backoff: dict[int, float] = {}
         self.fatal: BaseException | None = None
+        self.lease_lost = False  # set by a lane that found the group lease gone before sending
         self.loop = asyncio.new_event_loop()
         self._last_status = 0.0
         self._last_settle = 0.0
@@ -99,6 +102,10 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self._on_loop(self._revoke(gone))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.lease.renew()  # a join and sync just completed: we are a member as of now
+        self._restore(assigned)
+
+    def _restore(self, assigned: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in assigned if tp.topic == self.topics.frames]
         states = checkpoints.restore(self.bootstrap, self.producer, self.topics.analyzer_state, parts)
 
@@ -143,6 +150,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             self.bootstrap, [], self.settings.analyzer.group_id, client_id=self.worker, max_poll_records=32
         )
         self.consumer.subscribe([self.topics.frames], listener=self)
+        self.lease = GroupLease(self.consumer)
         self._status("running")
         try:
             self.loop.run_until_complete(self._main())
@@ -171,6 +179,8 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                 if self.fatal is not None:
                     raise self.fatal
                 self._drain_control()
+                if self.lease_lost:
+                    await self._lease_lost()
                 if sum(len(lane.queue) for lane in self.lanes.values()) < MAX_QUEUED:
                     batch = await self.loop.run_in_executor(None, poll, self.consumer, POLL_MS)
                     records = sorted(
@@ -225,6 +235,9 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                     if not isinstance(item, Peeked):
                         raise
                     lane.busy = False
+                    if not self.lease.held():
+                        self.lease_lost = True  # nothing is sent: see _lease_lost
+                        return
                     self._send(exc.partial)  # what did succeed has moved state on: a retry won't redo it
                     lane.dirty = True
                     self._checkpoint(lane)
@@ -232,6 +245,9 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                     return
                 finally:
                     lane.busy = False
+                if not self.lease.held():
+                    self.lease_lost = True  # nothing is sent: see _lease_lost
+                    return
                 self._send(out)
                 lane.dirty = True
                 if not lane.queue or len(lane.unsettled) >= SETTLE_EVERY:
@@ -384,6 +400,36 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.camera_partition[meta.camera_id] = r.partition
         return await self.processor.process(meta, jpeg, r.offset)
 
+    async def _lease_lost(self) -> None:
+        """A lane found the group lease gone before sending (paused, or cut off): nothing unsent is
+        sent. A worker paused mid-frame (SIGSTOP, a frozen VM) wakes up with answers for partitions
+        the group may have given to another worker meanwhile; its lease (`bus.kafka.GroupLease`)
+        says whether the coordinator can have expelled it. The lanes stop, the cameras' state goes
+        back to their last checkpoint, and partitions still ours are read again from the first
+        record not settled (the new owner, if any, restores them itself)."""
+        self.lease_lost = False
+        self.processor.counters["batches_dropped_lease_lost"] += 1
+        parts = {lane.partition for lane in self.lanes.values() if lane.partition >= 0}
+        parts |= {p for p in self.ledger.pending if self.ledger.pending[p]}
+        first = {p: o for p in parts if (o := self.ledger.commit_offset(p)) is not None}
+        await self._revoke(parts)
+        mine = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.topics.frames}
+        still = sorted(parts & mine)
+        if still:
+            states = await self.loop.run_in_executor(
+                None, checkpoints.restore, self.bootstrap, self.producer, self.topics.analyzer_state, still
+            )
+            for cam, state in states.items():
+                self.processor.load_camera_state(cam, state)
+            for p in still:
+                if p in first:
+                    self.consumer.seek(TopicPartition(self.topics.frames, p), first[p])
+        log.warning(
+            "group lease lost while working (paused or cut off): dropped the unsent work of "
+            "partitions %s; the partitions' owner redoes it",
+            sorted(parts),
+        )
+
     def _current_owner(self, r: ConsumerRecord) -> bool:
         """False for a frame or marker a stale ingest owner published (counted); poison passes on
         to `_one`, which dead-letters it."""
@@ -400,11 +446,12 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         return False
 
     def _send(self, out: Outputs) -> None:
+        who = [(PRODUCER_HEADER, self.worker.encode())]
         for e in out.events:
-            self.producer.send(self.topics.detections, e.camera_id, e)
+            self.producer.send(self.topics.detections, e.camera_id, e, headers=who)
             metrics.event(e.camera_id, e.query_id, e.phase)
         for s in out.summaries:
-            self.producer.send(self.topics.summaries, s.camera_id, s)
+            self.producer.send(self.topics.summaries, s.camera_id, s, headers=who)
             metrics.summary(s.camera_id, s.query_id)
 
     def _maybe_status(self) -> None:

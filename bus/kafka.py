@@ -6,6 +6,7 @@ import base64
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from bus.contracts import DeadLetter, EndOfStream, Envelope, FrameMeta
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Envelope)
 META_HEADER = "sightline-meta"
 SCHEMA_HEADER = "schema"
+PRODUCER_HEADER = "sightline-producer"  # the worker that produced an event (who did what, in a rebalance)
 
 try:  # kafka-python uses crc32c when importable; without it produce is ~15x slower
     import crc32c  # noqa: F401
@@ -77,13 +79,20 @@ class Producer:
             max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
         )
 
-    def send(self, topic: str, key: str | None, msg: Envelope, partition: int | None = None) -> Any:
+    def send(
+        self,
+        topic: str,
+        key: str | None,
+        msg: Envelope,
+        partition: int | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Any:
         return self._p.send(
             topic,
             partition=partition,
             key=key.encode() if key is not None else None,
             value=msg.to_json(),
-            headers=[(SCHEMA_HEADER, msg.SCHEMA.encode())],
+            headers=[(SCHEMA_HEADER, msg.SCHEMA.encode()), *headers],
         )
 
     def send_frame(self, topic: str, meta: FrameMeta, jpeg: bytes) -> Any:
@@ -178,11 +187,48 @@ def commit_offsets(consumer: KafkaConsumer, offsets: dict[TopicPartition, Offset
     try:
         consumer.commit(offsets)
         return True
+    except CommitFailedError as exc:
+        # The group moved on (a rebalance while we worked, or we were expelled after a pause): the
+        # partitions' new owners redo the batch, and idempotent outputs make that harmless.
+        log.warning("commit refused, the group has rebalanced: %s", _short(exc))
+        return False
     except KafkaError as exc:
         if not exc.retriable:
             raise
         log.warning("commit failed (broker unavailable), a later commit covers it: %s", exc)
         return False
+
+
+class GroupLease:
+    """Whether this consumer is still surely a member of its group, on this host's clock only.
+
+    A process that was paused (SIGSTOP, a frozen VM) or cut off cannot know it was expelled
+    until the coordinator answers its next heartbeat; meanwhile it must not act as an owner. The
+    coordinator expels a member only after a whole session timeout without a heartbeat, so while
+    the last *answered* heartbeat was sent less than (session timeout - one heartbeat interval)
+    ago, we are still a member. `renew()` marks a join/sync just completed (the rebalance
+    callbacks). The heartbeat times are kafka-python's own bookkeeping (`coordinator.heartbeat`,
+    monotonic); the pause tests fail if that ever stops meaning what it says.
+    """
+
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self._consumer = consumer
+        session_ms = int(consumer.config["session_timeout_ms"])
+        heartbeat_ms = int(consumer.config["heartbeat_interval_ms"])
+        self.length_s = (session_ms - heartbeat_ms) / 1000
+        self._anchor = float("-inf")  # monotonic send time of the last answered heartbeat
+        self._lock = threading.Lock()
+
+    def renew(self) -> None:
+        with self._lock:
+            self._anchor = max(self._anchor, time.monotonic())
+
+    def held(self) -> bool:
+        hb: Any = getattr(getattr(self._consumer, "_coordinator", None), "heartbeat", None)
+        with self._lock:
+            if hb is not None and hb.last_receive >= hb.last_send > self._anchor:
+                self._anchor = hb.last_send  # the newest heartbeat sent was answered
+            return time.monotonic() - self._anchor < self.length_s
 
 
 def commit(consumer: KafkaConsumer, records: Iterable[ConsumerRecord]) -> None:

@@ -37,6 +37,12 @@ class SearchConfig(_Section):
     embedder: EmbedderConfig = WordLlamaEmbedderConfig()
     candidates: int = Field(200, ge=10, le=5000, description="hits taken from each leg before fusion")
     rrf_k: int = Field(60, ge=1, description="reciprocal-rank fusion constant")
+    words_weight: float = Field(
+        0.3,
+        ge=0,
+        le=10,
+        description="weight of the words leg in the fusion (meaning has 1; docs/evaluation.md says why 0.3)",
+    )
     min_similarity: float = Field(
         0.3, ge=-1, le=1, description="cosine below this is not a meaning match (the vector leg's cut-off)"
     )

@@ -303,6 +303,16 @@ class McpConfig(_Section):
     )
 
 
+class HomeAssistantConfig(_Section):
+    """MQTT discovery for Home Assistant (`sinks.homeassistant`), over `store.mqtt_url`."""
+
+    enabled: bool = Field(
+        False, description="announce cameras × queries as HA entities (needs store.mqtt_url)"
+    )
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_/-]+$")
+    node_id: str = Field("sightline", pattern=r"^[A-Za-z0-9_-]+$")
+
+
 class DemoConfig(_Section):
     sample_camera: bool = True
     camera_id: str = "sample"
@@ -330,6 +340,7 @@ class Settings(BaseSettings):
     search: SearchConfig = SearchConfig()
     metrics: MetricsConfig = MetricsConfig()
     mcp: McpConfig = McpConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
 
     @classmethod
     def settings_customise_sources(

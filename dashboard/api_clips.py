@@ -19,7 +19,7 @@ from bus.camera_urls import SourceRefused, resolve
 from bus.contracts import ID_PATTERN, ObjectEvent
 from dashboard.auth import viewer
 from dashboard.state import AppState, get_state, unprocessable
-from sinks.clipcut import ClipEmpty, ClipResult, annotate, remux
+from sinks.clipcut import ClipEmpty, ClipResult, annotate, find_origin, remux
 from sinks.clips import (
     ClipPlan,
     OutOfRange,
@@ -179,11 +179,24 @@ def event_track(
     pre_s: Annotated[float | None, Query(ge=0, le=600)] = None,
     post_s: Annotated[float | None, Query(ge=0, le=600)] = None,
 ) -> dict[str, Any]:
-    """The track's sampled boxes on the clip's timeline, for a player drawing them over the video."""
+    """The track's sampled boxes on the timeline of `clip?span=track` (same pre_s/post_s), and where
+    that clip's 0 s is on it (`clip_origin`; null when nothing is retained), for a player that
+    draws the boxes over the video itself."""
     ev = _event(state, event_id)
     timeline, start, end, track = _event_window(state, ev, pre_s, post_s, "track")
     boxes = TrackBoxes.of(track, timeline)
+    origin: float | None = None
+    gaps: list[Any] = []
+    try:
+        plan = _plan(state, ev.camera_id, start, end, timeline)
+        origin = find_origin(plan.pieces)
+        if origin is not None:
+            gaps = json.loads(dumps_gaps(clip_gaps(plan, []), origin))
+    except HTTPException:
+        pass  # no recording: the boxes are still worth showing
     return {
+        "clip_origin": origin,
+        "gaps": gaps,
         "event_id": ev.event_id,
         "camera_id": ev.camera_id,
         "label": boxes.label,

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -24,6 +24,7 @@ from dashboard.auth import admin, authenticated_caller, viewer
 from dashboard.live import HEARTBEAT_S, POLL_S, _last_event_id, _StreamResponse
 from dashboard.state import AppState, get_state, unprocessable
 from sinks import alerts as store_alerts
+from sinks.snapshots import SnapshotMissing, resolve_snapshot
 from sinks.store import EventFilter
 
 router = APIRouter(tags=["rules and alerts"], dependencies=[viewer])
@@ -223,6 +224,25 @@ def list_alerts(
     return AlertPage(
         items=[Alert.model_validate(i) for i in items], next_cursor=f"{nxt[0]!r}_{nxt[1]}" if nxt else None
     )
+
+
+@router.get(
+    "/api/alerts/{alert_id}/snapshot",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no such alert or no snapshot"}},
+)
+def alert_snapshot(
+    alert_id: Annotated[str, Path(max_length=64)], state: Annotated[AppState, Depends(get_state)]
+) -> FileResponse:
+    """The snapshot of the object that raised the alert (its track's first sighting, boxes drawn)."""
+    alert = store_alerts.get_alert(state.store.engine, alert_id)
+    if alert is None:
+        raise HTTPException(404, f"no alert {alert_id!r}")
+    try:
+        path = resolve_snapshot(state.settings.data_dir, alert.get("snapshot"))
+    except SnapshotMissing as exc:
+        raise HTTPException(404, str(exc)) from None
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 def _message(seq: int, payload: dict[str, Any]) -> str:

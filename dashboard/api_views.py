@@ -6,11 +6,12 @@ from datetime import datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
 from bus.contracts import ID_PATTERN, Summary
-from dashboard.auth import viewer
+from dashboard.auth import MEDIA_TOKEN_TTL_S, media_token, viewer
 from dashboard.state import AppState, get_state, unprocessable
 from sinks.snapshots import SnapshotMissing, resolve_snapshot, snapshot_ref
 from sinks.timeline import Timeline, timeline
@@ -45,6 +46,39 @@ def camera_timeline(
     if since is not None and until is not None and until <= since:
         raise unprocessable(["query", "until"], "`until` must be after `since`")
     return timeline(state.store, camera_id, since, until, query_id=query_id)
+
+
+@router.get("/api/timelines", response_model=list[Timeline])
+def camera_timelines(
+    state: Annotated[AppState, Depends(get_state)],
+    camera_id: Annotated[
+        list[Annotated[str, Query(pattern=ID_PATTERN)]], Query(min_length=1, max_length=100)
+    ],
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Timeline]:
+    """Several cameras' timelines in one request (the dashboard asks for the cards on screen at once:
+    one request per camera every few seconds did not scale to a thousand cameras)."""
+    if since is not None and until is not None and until <= since:
+        raise unprocessable(["query", "until"], "`until` must be after `since`")
+    return [timeline(state.store, cid, since, until) for cid in dict.fromkeys(camera_id)]
+
+
+class MediaToken(BaseModel):
+    token: str | None = Field(description="pass as `?token=`; null when the API has no keys")
+    expires_in_s: int
+
+
+@router.get("/api/media-token", response_model=MediaToken)
+def get_media_token(request: Request, state: Annotated[AppState, Depends(get_state)]) -> MediaToken:
+    """A short-lived signed token for the URLs a browser cannot put a header on (event streams,
+    snapshots): better in a URL than the API key itself. It carries the key's role, and is
+    accepted only as `?token=` on those GET routes."""
+    keys = state.settings.api.api_keys
+    key = getattr(request.state, "api_key", None)
+    if not keys or key is None:
+        return MediaToken(token=None, expires_in_s=MEDIA_TOKEN_TTL_S)
+    return MediaToken(token=media_token(keys, key), expires_in_s=MEDIA_TOKEN_TTL_S)
 
 
 @router.get(

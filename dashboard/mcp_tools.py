@@ -6,9 +6,9 @@ So the API's roles are the MCP roles — a `viewer` key that calls a tool that w
 API's 403, said back to the agent as a tool error — and there is one place where access is
 decided. Answers are trimmed to what an agent needs (no thinking text, no snapshot bytes).
 
-Plug-in point: a tool whose API route is not there yet (clip links, issue 19) is added to
-`TOOLS` with the route it needs; `mcp_server` registers only the tools whose routes the API's
-OpenAPI document lists.
+Plug-in point: a tool is a `ToolSpec` in `TOOLS` with the API route it needs; `mcp_server`
+registers only the tools whose routes the API's OpenAPI document lists, so a tool for a route
+that is not deployed is simply not offered.
 """
 
 from __future__ import annotations
@@ -153,6 +153,40 @@ async def list_alerts(
     return [{k: a.get(k) for k in keep} | {"at": a.get("wall_ts")} for a in page["items"]]
 
 
+async def clip_link(api: Api, event_id: str, span: str = "event", annotate: bool = False) -> dict[str, Any]:
+    """Where the event's clip is (the tool does not fetch the video: an MP4 is no use to a model)."""
+    track = await api.call("GET", f"/api/events/{event_id}/track")  # 404 here if no such event
+    query = f"span={'track' if span == 'track' else 'event'}" + ("&annotate=true" if annotate else "")
+    return {
+        "url": f"{api.base_url}/api/events/{event_id}/clip?{query}",
+        "camera_id": track.get("camera_id"),
+        "label": track.get("label"),
+        "timeline": track.get("timeline"),
+        "start": track.get("start"),
+        "end": track.get("end"),
+        "fetch": "GET with your API key (Authorization: Bearer or X-API-Key); the answer is video/mp4",
+    }
+
+
+async def ask_history(
+    api: Api, question: str, hours: float | None = None, max_hits: int = 10
+) -> dict[str, Any]:
+    """An answer from stored events (search hits, their text and best snapshots), citing them."""
+    since = (datetime.now(UTC) - timedelta(hours=hours)).isoformat() if hours else None
+    body = _drop_none({"scope": "history", "question": question, "since": since}) | {
+        "max_hits": max(1, min(max_hits, 50))
+    }
+    answer = await api.call("POST", "/api/ask", json=body)
+    keep = ("kind", "id", "camera_id", "query_id", "label", "start", "end", "description", "snapshot_url")
+    return {
+        "answer": answer.get("answer"),
+        "citations": answer.get("citations", []),
+        "hits": [{k: h.get(k) for k in keep} for h in answer.get("hits", [])],
+        "model_called": answer.get("model_called"),
+        "engine": answer.get("engine"),
+    }
+
+
 async def list_queries(api: Api) -> list[dict[str, Any]]:
     return list(await api.call("GET", "/api/queries"))
 
@@ -218,6 +252,20 @@ TOOLS: tuple[ToolSpec, ...] = (
         "/api/alerts",
         False,
         "Alerts raised by the zone/line rules, newest first; filter by camera, rule, severity, hours.",
+    ),
+    ToolSpec(
+        "clip_link",
+        clip_link,
+        "/api/events/{event_id}/clip",
+        False,
+        "The URL of the video clip around an event (`span='track'`: its whole track).",
+    ),
+    ToolSpec(
+        "ask_history",
+        ask_history,
+        "/api/search",  # history answers are built on the search index
+        False,
+        "Ask about what happened (stored events and summaries); the answer cites the events it used.",
     ),
     ToolSpec("list_queries", list_queries, "/api/queries", False, "The standing queries and their cameras."),
     ToolSpec(

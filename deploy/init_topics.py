@@ -17,6 +17,7 @@ ingest and the analyzers expect. Per-topic policy:
 - alerts: like detections (the store keeps them). rules_state: the rules process's
   evaluator checkpoints, partition-aligned with detections, kept like analyzer_state.
 - status: heartbeats; a day is plenty. deadletter: long enough for someone to look.
+- ingest_slots: the ingest group's unit of camera ownership, `ingest.slots` partitions, empty.
 
 Existing topics get their retention re-applied (so changing it and re-running works). A topic
 with fewer partitions than configured is reported; `--grow` adds partitions (not to control:
@@ -105,6 +106,7 @@ def ensure(admin: Any, settings: Settings, retention: Retention, grow: bool = Fa
         [ConfigResource(ConfigResourceType.TOPIC, n, configs=c) for n, c in wanted.items()],
         raise_on_unknown=False,
     )
+    _ensure_slots(admin, settings)
     problems = []
     for name, count in sorted(_partition_counts(admin, list(wanted)).items()):
         if count >= parts:
@@ -115,6 +117,18 @@ def ensure(admin: Any, settings: Settings, retention: Retention, grow: bool = Fa
         else:
             problems.append(f"{name} has {count} partitions, bus.partitions is {parts}")
     return problems
+
+
+def _ensure_slots(admin: Any, settings: Settings) -> None:
+    """The ingest group's slots topic (`ingest.ownership.slots_topic`): `ingest.slots` partitions,
+    the unit cameras are assigned in; nothing is ever written to it. Never grown here: a different
+    partition count moves cameras, so it is an operator's decision (docs/deploy.md §4)."""
+    name = settings.bus.topic("ingest_slots")
+    if name in set(admin.list_topics()):
+        return
+    with contextlib.suppress(TopicAlreadyExistsError):  # an ingest process made it first
+        admin.create_topics([NewTopic(name, settings.ingest.slots, settings.bus.replication)])
+    log.info("created %s with %d partitions", name, settings.ingest.slots)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,7 @@ over; no process compares its clock with another's.
   slot); the analyzer drops frames below the highest epoch it saw for a camera, so even a frame
   that escaped the gate cannot be taken for the current owner's.
 
-The lease reads kafka-python's heartbeat bookkeeping (`coordinator.heartbeat`); the SIGSTOP
-test (`tests/e2e/test_ingest_pause.py`) fails if that ever stops meaning what it says.
+The lease is `bus.kafka.GroupLease` (the analyzer uses the same one).
 """
 
 from __future__ import annotations
@@ -34,13 +33,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.structs import TopicPartition
 
-from bus.kafka import ensure_topics, poll
+from bus.kafka import GroupLease, ensure_topics, poll
 from configs.settings import BusConfig, IngestConfig
 
 log = logging.getLogger(__name__)
@@ -77,11 +75,9 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         ensure_topics(bootstrap, [self.topic], cfg.slots, bus.replication)
         session_ms = int(cfg.session_timeout_s * 1000)
         heartbeat_ms = max(100, session_ms // 4)
-        self._lease_s = (session_ms - heartbeat_ms) / 1000
         self._on_revoke = on_revoke
         self._lock = threading.Lock()
         self._owned: dict[int, int] = {}  # slot -> epoch (generation it was given to us in)
-        self._anchor = float("-inf")  # monotonic send time of the last answered heartbeat
         self.revocations = 0
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -96,6 +92,7 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
             partition_assignment_strategy=(CooperativeStickyAssignor,),
             fetch_max_wait_ms=100,
         )
+        self.lease = GroupLease(self.consumer)
         self.slots = self._partitions(self.consumer)
         self.consumer.subscribe([self.topic], listener=self)
         self._closing = threading.Event()
@@ -134,7 +131,7 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         with self._lock:
             for s in slots:
                 self._owned[s] = epoch
-            self._anchor = max(self._anchor, time.monotonic())
+        self.lease.renew()
         log.info("ingest %s: given slots %s in generation %d", self.me, slots, epoch)
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
@@ -175,11 +172,7 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         return epoch
 
     def lease_held(self) -> bool:
-        hb: Any = getattr(self.consumer._coordinator, "heartbeat", None)  # see the module docstring
-        with self._lock:
-            if hb is not None and hb.last_receive >= hb.last_send > self._anchor:
-                self._anchor = hb.last_send  # the newest heartbeat sent was answered
-            return time.monotonic() - self._anchor < self._lease_s
+        return self.lease.held()
 
     def owned_slots(self) -> dict[int, int]:
         with self._lock:

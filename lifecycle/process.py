@@ -71,12 +71,15 @@ def private_files(*dirs: str | os.PathLike[str]) -> None:
         path = Path(d)
         if not path.is_dir():
             continue
-        path.chmod(0o700)
-        for child in path.iterdir():
-            if child.is_dir() and child.name == "logs":
-                child.chmod(0o700)
-                for f in child.glob("*.log"):
-                    f.chmod(0o600)
+        logs = path / "logs"
+        targets = [(path, 0o700)]
+        if logs.is_dir():
+            targets += [(logs, 0o700), *((f, 0o600) for f in logs.glob("*.log"))]
+        for target, mode in targets:
+            try:
+                target.chmod(mode)
+            except PermissionError:  # a mounted volume owned by someone else (fsGroup): say so, go on
+                logging.getLogger(__name__).warning("cannot make %s private (not its owner)", target)
 
 
 def stop_on_signals() -> threading.Event:

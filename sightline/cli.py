@@ -107,7 +107,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    from dashboard.mcp_server import serve_http, serve_stdio
+    try:
+        from dashboard.mcp_server import serve_http, serve_stdio
+    except ImportError as exc:  # the SDK is an extra
+        print(f"sightline mcp needs the `mcp` extra: pip install 'sightline[mcp]' ({exc})", file=sys.stderr)
+        return 2
     from lifecycle.process import setup_logging, worker_id
 
     overrides: dict[str, Any] = {k: v for k, v in (("api_url", args.api), ("port", args.mcp_port)) if v}
@@ -219,7 +223,8 @@ BenchRun = Callable[[argparse.Namespace, Settings], int]
 
 
 def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None], BenchRun]]:
-    from sightline.bench import gating, ingest, ingest_soak, pipeline, rules, soak
+    from sightline.bench import gating, ingest, ingest_soak, pipeline, rules, search, soak
+    from sightline.eval import search_quality
 
     return [
         ("ingest", "decode vs sampled vs keyframes-only on a 1080p clip", ingest.add_args, ingest.run),
@@ -229,6 +234,10 @@ def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None]
         ("gating", "engine calls saved by gating, tracks kept", gating.add_args, gating.run),
         ("soak", "the full stack for minutes: RSS, fds, p99", soak.add_args, soak.run),
         ("rules", "object events evaluated per second: 100 cameras x 10 rules", rules.add_args, rules.run),
+        ("search", "search over 1M tracks: index rate, p50/p99, memory, vs brute force", search.add_args,
+         search.run),
+        ("search-quality", "recall@10 and MRR of words, meaning and hybrid search on a labelled set",
+         search_quality.add_args, search_quality.run),
     ]  # fmt: skip
 
 

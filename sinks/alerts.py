@@ -109,6 +109,12 @@ def alerts_after(
         return [(int(r.seq), json.loads(r.payload)) for r in conn.execute(q)]
 
 
+def get_alert(engine: Engine, alert_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        payload = conn.execute(select(t.alerts.c.payload).where(t.alerts.c.alert_id == alert_id)).scalar()
+    return json.loads(payload) if payload else None
+
+
 def last_alert_seq(engine: Engine) -> int:
     from sqlalchemy import func
 

@@ -85,6 +85,16 @@ def _packets(piece: Piece, result: ClipResult, first: bool) -> Iterator[tuple[An
         container.close()
 
 
+def find_origin(pieces: list[Piece]) -> float | None:
+    """Where `remux` would put the clip's 0 s (its first keyframe), by reading packets only."""
+    scratch = ClipResult()
+    for i, piece in enumerate(pieces):
+        for pkt, t in _packets(piece, scratch, first=i == 0):
+            if pkt.is_keyframe:
+                return t
+    return None
+
+
 def remux(pieces: list[Piece], out_path: Path) -> ClipResult:
     """A plain MP4 with the index in front (faststart), packets copied."""
     result = ClipResult()

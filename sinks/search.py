@@ -24,7 +24,7 @@ from sinks import tables as t
 from sinks.db import epoch, insert_for
 from sinks.embedders import Embedder, EmbedderError, Vectors
 from sinks.eventwrite import track_key
-from sinks.search_rank import Hit, SearchFilter, search
+from sinks.search_rank import Hit, Leg, SearchFilter, search
 from sinks.search_schema import (
     LOCK_ID,
     IndexSignature,
@@ -93,9 +93,15 @@ class SearchIndex:
     def vectors_ok(self) -> bool:
         return self.stored_signature == self.signature
 
-    def search(self, q: str, flt: SearchFilter | None = None, limit: int = 20) -> list[Hit]:
+    def search(
+        self,
+        q: str,
+        flt: SearchFilter | None = None,
+        limit: int = 20,
+        legs: tuple[Leg, ...] = ("words", "meaning"),
+    ) -> list[Hit]:
         """Best first; see `sinks.search_rank`."""
-        return search(self, q, flt or SearchFilter(), limit)
+        return search(self, q, flt or SearchFilter(), limit, legs)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -283,39 +289,44 @@ class SearchIndex:
         ins = insert_for(self.engine, t.search_docs)
         cols = [k for k in docs[0].row if k != "doc_id"]
         upsert = ins.on_conflict_do_update(index_elements=["doc_id"], set_={k: ins.excluded[k] for k in cols})
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # rows and their vectors in one transaction (one commit)
             conn.execute(upsert, [d.row for d in docs])
-        self._store_vectors([d for d in docs if d.vector is not None])
+            self._vectors_in(conn, [d for d in docs if d.vector is not None])
         return len(docs)
 
     def _store_vectors(self, docs: list[Doc]) -> None:
         """Vectors for these docs (embedding those that have none yet); bumps `vseq` so readers refresh."""
         self._embed(docs)
-        docs = [d for d in docs if d.vector is not None]
+        with self.engine.begin() as conn:
+            self._vectors_in(conn, [d for d in docs if d.vector is not None])
+
+    def _vectors_in(self, conn: Connection, docs: list[Doc]) -> None:
         if not docs or not self.vectors_ok:
             return
         d = t.search_docs.c
         # The next version is taken inside each row's UPDATE, so it is computed under the write lock
         # (SQLite) or the advisory lock (PostgreSQL): readers that saw vseq N never miss a later row.
-        next_seq = select(func.coalesce(func.max(d.vseq), 0) + 1).scalar_subquery()
-        with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_ID})
-            if self.vectors == "pgvector":
-                conn.execute(
-                    text(
-                        "UPDATE search_docs SET embedding = CAST(:v AS vector), "
-                        "vseq = (SELECT coalesce(max(vseq), 0) + 1 FROM search_docs) WHERE doc_id = :id"
-                    ),
-                    [{"v": _pg_vector(doc.vector), "id": doc.row["doc_id"]} for doc in docs],
-                )
-                return
-            stmt = (
-                update(t.search_docs)
-                .where(d.doc_id == bindparam("b_id"))
-                .values(vec=bindparam("b_vec"), vseq=next_seq)
+        # ORDER BY ... LIMIT 1 walks the vseq index; coalesce(max(vseq)) would scan the table per row.
+        top = select(d.vseq).where(d.vseq.is_not(None)).order_by(d.vseq.desc()).limit(1).scalar_subquery()
+        next_seq = func.coalesce(top, 0) + 1
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_ID})
+        if self.vectors == "pgvector":
+            conn.execute(
+                text(
+                    "UPDATE search_docs SET embedding = CAST(:v AS vector), "
+                    "vseq = coalesce((SELECT vseq FROM search_docs WHERE vseq IS NOT NULL "
+                    "ORDER BY vseq DESC LIMIT 1), 0) + 1 WHERE doc_id = :id"
+                ),
+                [{"v": _pg_vector(doc.vector), "id": doc.row["doc_id"]} for doc in docs],
             )
-            conn.execute(stmt, [{"b_id": doc.row["doc_id"], "b_vec": _blob(doc.vector)} for doc in docs])
+            return
+        stmt = (
+            update(t.search_docs)
+            .where(d.doc_id == bindparam("b_id"))
+            .values(vec=bindparam("b_vec"), vseq=next_seq)
+        )
+        conn.execute(stmt, [{"b_id": doc.row["doc_id"], "b_vec": _blob(doc.vector)} for doc in docs])
 
 
 def _blob(v: Any) -> bytes:

@@ -30,6 +30,58 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_TOKENS = 32
+# Words that say nothing about an event; FTS5 has no stop list, and "a" alone matches every row.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "with",
+        "by",
+        "from",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "some",
+        "any",
+        "who",
+        "what",
+        "when",
+        "where",
+        "which",
+        "did",
+        "do",
+        "does",
+        "has",
+        "have",
+        "had",
+        "someone",
+        "somebody",
+        "something",
+    ]
+)
+# Above this many matching rows, ranking every match by bm25 / ts_rank costs more than a query may
+# (a word like "red" in a million descriptions): the most recent matches are ranked instead, and
+# the meaning leg carries relevance.
+WORDS_RANK_MAX = 20_000
 KINDS = {"track": 0, "summary": 1}
 Matched = Literal["words", "meaning", "both"]
 
@@ -87,31 +139,69 @@ def tokens(q: str) -> list[str]:
     return re.findall(r"\w+", q.lower())[:MAX_TOKENS]
 
 
-def search(index: SearchIndex, q: str, flt: SearchFilter, limit: int = 20) -> list[Hit]:
+def content_words(q: str) -> list[str]:
+    """The query's words less the stop list (all of them when nothing else is left)."""
     words = tokens(q)
+    kept = [w for w in words if w not in STOPWORDS]
+    return kept or words
+
+
+def _stem(w: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            return w[: -len(suffix)]
+    return w
+
+
+def mentions(text_: str, words: list[str]) -> bool:
+    """Whether the text has one of the words (crudely stemmed): `matched` for rows the words leg cut."""
+    have = {_stem(w) for w in tokens(text_)}
+    return any(_stem(w) in have for w in words)
+
+
+Leg = Literal["words", "meaning"]
+
+
+def search(
+    index: SearchIndex,
+    q: str,
+    flt: SearchFilter,
+    limit: int = 20,
+    legs: tuple[Leg, ...] = ("words", "meaning"),
+) -> list[Hit]:
+    """Best first. `legs` leaves one leg out (the quality evaluation compares words, meaning, both)."""
+    words = content_words(q) if "words" in legs else []
     if not words and not q.strip():
         return []
     k, cfg = index.cfg.candidates, index.cfg
     where, params = flt.sql()
     with index.engine.connect() as conn:
-        word_hits = _words(conn, words, where, params, k) if words else []
+        word_hits = _words(conn, words, where, params, k) if words else {}
         meaning: dict[int, float] = {}
-        qv = _query_vector(index, q) if index.vectors_ok else None
+        qv = _query_vector(index, q) if index.vectors_ok and "meaning" in legs else None
         if qv is not None and np.any(qv):
             if index.vectors == "pgvector":
                 meaning = _pg_meaning(conn, qv, where, params, k)
             else:
-                meaning = index_cache(index).top(conn, qv, flt, k * 4)
+                meaning = index_cache(index).top(conn, qv, flt, k * 2)
             meaning = {s: v for s, v in meaning.items() if v >= cfg.min_similarity}
         fused: dict[int, float] = {}
-        for rank, seq in enumerate(word_hits):
-            fused[seq] = fused.get(seq, 0.0) + 1.0 / (cfg.rrf_k + rank + 1)
-        for rank, seq in enumerate(sorted(meaning, key=lambda s: -meaning[s])):
-            fused[seq] = fused.get(seq, 0.0) + 1.0 / (cfg.rrf_k + rank + 1)
-        rows = _rows(conn, list(fused), where, params)
+        for leg, weight in ((word_hits, cfg.words_weight), ({s: -v for s, v in meaning.items()}, 1.0)):
+            for seq, rank in tie_ranks(leg).items():
+                fused[seq] = fused.get(seq, 0.0) + weight / (cfg.rrf_k + rank)
+        # Only the best rows are read back (the filters again, in SQL): a cached vector's times may
+        # lag, so a few candidates can drop out here and the next ones are read.
+        order = sorted(fused, key=lambda seq: -fused[seq])
+        rows: dict[int, Any] = {}
+        lo, step = 0, max(limit * 2, 20)
+        while lo < len(order) and len(rows) < limit:
+            rows.update(_rows(conn, order[lo : lo + step], where, params))
+            lo, step = lo + step, 1000
     in_words = set(word_hits)
     hits = []
     for seq, r in rows.items():
+        if words and seq not in in_words and mentions(r.text, words):
+            in_words.add(seq)  # a match the words leg did not rank (too common to rank them all)
         both = seq in in_words and seq in meaning
         matched: Matched = "both" if both else "words" if seq in in_words else "meaning"
         hits.append(
@@ -136,6 +226,17 @@ def search(index: SearchIndex, q: str, flt: SearchFilter, limit: int = 20) -> li
     return hits[:limit]
 
 
+def tie_ranks(scores: dict[int, float]) -> dict[int, int]:
+    """Rank by score, lower is better; equal scores share a rank (1, 2, 2, 4), so a leg that cannot
+    tell rows apart (every "red" row scores the same for the one word "red") favours none of them
+    and the other leg decides."""
+    ordered = sorted(scores.items(), key=lambda kv: kv[1])
+    ranks: dict[int, int] = {}
+    for i, (seq, score) in enumerate(ordered):
+        ranks[seq] = ranks[ordered[i - 1][0]] if i and abs(score - ordered[i - 1][1]) < 1e-9 else i + 1
+    return ranks
+
+
 def _query_vector(index: SearchIndex, q: str) -> np.ndarray[Any, Any] | None:
     try:
         vec: np.ndarray[Any, Any] = index.embedder.embed([q])[0]
@@ -145,20 +246,37 @@ def _query_vector(index: SearchIndex, q: str) -> np.ndarray[Any, Any] | None:
         return None
 
 
-def _words(conn: Connection, words: list[str], where: str, params: dict[str, Any], k: int) -> list[int]:
+def _words(
+    conn: Connection, words: list[str], where: str, params: dict[str, Any], k: int
+) -> dict[int, float]:
+    """seq → score, lower is better (bm25 is negative-better already; ts_rank_cd is negated)."""
     if conn.dialect.name == "sqlite":
         match = " OR ".join(f'"{w}"' for w in words)  # \w+ tokens hold no quote: each is one FTS string
+        n = conn.execute(
+            text("SELECT count(*) FROM search_fts WHERE search_fts MATCH :m"), {"m": match}
+        ).scalar()
+        order = "r" if int(n or 0) <= WORDS_RANK_MAX else "search_fts.rowid DESC"
         sql = (
-            "SELECT d.seq FROM search_fts JOIN search_docs d ON d.seq = search_fts.rowid "
-            f"WHERE search_fts MATCH :m AND {where} ORDER BY bm25(search_fts) LIMIT :k"
+            "SELECT d.seq, bm25(search_fts) AS r "
+            "FROM search_fts JOIN search_docs d ON d.seq = search_fts.rowid "
+            f"WHERE search_fts MATCH :m AND {where} ORDER BY {order} LIMIT :k"
         )
     else:
         match = " | ".join(words)  # \w+ tokens: no tsquery operator can appear
+        n = conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m) "
+                "LIMIT :cap) s"
+            ),
+            {"m": match, "cap": WORDS_RANK_MAX + 1},
+        ).scalar()
+        order = "r, d.seq DESC" if int(n or 0) <= WORDS_RANK_MAX else "d.seq DESC"
         sql = (
-            "SELECT d.seq FROM search_docs d, to_tsquery('english', :m) query "
-            f"WHERE d.tsv @@ query AND {where} ORDER BY ts_rank_cd(d.tsv, query) DESC, d.seq DESC LIMIT :k"
+            "SELECT d.seq, -ts_rank_cd(d.tsv, query) AS r "
+            "FROM search_docs d, to_tsquery('english', :m) query "
+            f"WHERE d.tsv @@ query AND {where} ORDER BY {order} LIMIT :k"
         )
-    return [int(s) for s in conn.execute(text(sql), {**params, "m": match, "k": k}).scalars()]
+    return {int(r.seq): float(r.r) for r in conn.execute(text(sql), {**params, "m": match, "k": k})}
 
 
 def _pg_meaning(
@@ -181,18 +299,15 @@ def _pg_meaning(
 
 
 def _rows(conn: Connection, seqs: list[int], where: str, params: dict[str, Any]) -> dict[int, Any]:
-    out: dict[int, Any] = {}
-    for i in range(0, len(seqs), 500):
-        chunk = seqs[i : i + 500]
-        marks = ", ".join(f":s{j}" for j in range(len(chunk)))
-        sql = (
-            "SELECT d.seq, d.doc_id, d.kind, d.camera_id, d.camera_name, d.query_id, d.label, d.start_ts, "
-            "d.end_ts, d.text, d.description, d.snapshot FROM search_docs d "
-            f"WHERE d.seq IN ({marks}) AND {where}"
-        )
-        bound = {**params, **{f"s{j}": s for j, s in enumerate(chunk)}}
-        out.update({int(r.seq): r for r in conn.execute(text(sql), bound)})
-    return out
+    if not seqs:
+        return {}
+    listed = ", ".join(str(int(s)) for s in seqs)  # integers from our own index, not user input
+    sql = (
+        "SELECT d.seq, d.doc_id, d.kind, d.camera_id, d.camera_name, d.query_id, d.label, d.start_ts, "
+        "d.end_ts, d.text, d.description, d.snapshot FROM search_docs d "
+        f"WHERE d.seq IN ({listed}) AND {where}"
+    )
+    return {int(r.seq): r for r in conn.execute(text(sql), params)}
 
 
 _CACHES: dict[int, VectorCache] = {}
@@ -291,11 +406,14 @@ class VectorCache:
                 mask &= self.kind[:n] == KINDS[flt.kind]
             if flt.until is not None:
                 mask &= self.start[:n] < flt.until
-            idx = np.flatnonzero(mask) if not mask.all() else None
-            vecs = self.vec[:n] if idx is None else self.vec[idx]
-            sims = vecs @ qv.astype(np.float32)
-            seqs = self.seq[:n] if idx is None else self.seq[idx]
+            # One product over the whole matrix, then the mask: copying the rows a filter keeps
+            # would move more memory than the product reads.
+            sims = self.vec[:n] @ qv.astype(np.float32)
+            sims[~mask] = -np.inf
+            seqs = self.seq[:n]
         if len(sims) > k:
             part = np.argpartition(-sims, k)[:k]
             sims, seqs = sims[part], seqs[part]
+        keep = np.isfinite(sims)
+        sims, seqs = sims[keep], seqs[keep]
         return {int(s): float(v) for s, v in zip(seqs, sims, strict=True)}

@@ -209,7 +209,18 @@ def run(settings: Settings, stop: threading.Event) -> int:
 
     outbound = Outbound.from_settings(settings)
     retention = RetentionJob(store, settings)
-    sink = SinkWorker(store, consumer, producer, topics, worker, on_stored=outbound.publish)
+    ha = None
+    if settings.homeassistant.enabled:
+        from sinks.homeassistant import HomeAssistant
+
+        ha = HomeAssistant(settings, store)
+
+    def on_stored(fresh: Sequence[Message]) -> None:
+        outbound.publish(fresh)
+        if ha is not None:
+            ha.stored(fresh)
+
+    sink = SinkWorker(store, consumer, producer, topics, worker, on_stored=on_stored)
     log.info("sink started: store %s, group %s", _safe_url(store), settings.store.group_id)
 
     def _extra() -> dict[str, float]:
@@ -223,6 +234,8 @@ def run(settings: Settings, stop: threading.Event) -> int:
             sink.step(stop)
             set_consumer_lag(settings.store.group_id, consumer_lag(consumer))
             retention.maybe_run()
+            if ha is not None:
+                ha.tick()
             if time.monotonic() >= next_heartbeat:
                 producer.send(topics.status, worker, sink.status("running", extra=_extra()))
                 next_heartbeat = time.monotonic() + settings.ingest.heartbeat_s
@@ -233,6 +246,8 @@ def run(settings: Settings, stop: threading.Event) -> int:
         consumer.close()
         producer.close()
         outbound.close()
+        if ha is not None:
+            ha.close()
         store.close()
     log.info("sink stopped: %s", dict(sink.counters))
     return 0

@@ -2,8 +2,12 @@
 // Sightline dashboard: plain JS, no build step. Everything it shows comes from the public API.
 
 const $ = (sel, root = document) => root.querySelector(sel);
-const state = { key: localStorage.getItem("sightline.key") || "", cameras: [], feed: null, timers: {} };
+const state = {
+  key: localStorage.getItem("sightline.key") || "", token: "", cameras: [], feed: null,
+  visible: new Set(), dirty: new Set(), refreshMs: 5000, failures: 0,
+};
 const FEED_MAX = 100;
+const REFRESH_MS = 5000, REFRESH_MAX_MS = 60000, BATCH = 100;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -16,16 +20,29 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Event streams and <img> cannot send a header: their URLs carry a short-lived signed token from
+// /api/media-token (never the key itself), renewed before it expires.
 function withKey(url) {
-  if (!state.key) return url;
-  return url + (url.includes("?") ? "&" : "?") + "api_key=" + encodeURIComponent(state.key);
+  if (!state.token) return url;
+  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(state.token);
+}
+
+async function renewToken() {
+  if (!state.key) { state.token = ""; return; }
+  try {
+    const t = await api("/api/media-token");
+    state.token = t.token || "";
+    setTimeout(renewToken, Math.max(10, t.expires_in_s / 2) * 1000);
+  } catch (_) { setTimeout(renewToken, 10000); }
 }
 
 async function api(path, opts = {}) {
   const headers = { ...(opts.body ? { "Content-Type": "application/json" } : {}), ...(opts.headers || {}) };
   if (state.key) headers.Authorization = "Bearer " + state.key;
-  const res = await fetch(path, { ...opts, headers });
+  let res;
+  try { res = await fetch(path, { ...opts, headers }); } catch (err) { state.failures += 1; throw err; }
   if (res.status === 401) $("#key-form").hidden = false;
+  if (res.status === 429 || res.status >= 500) state.failures += 1;  // the server is busy: back off
   if (!res.ok) {
     let detail = res.statusText;
     try { detail = JSON.stringify((await res.json()).detail); } catch (_) { /* not JSON */ }
@@ -49,7 +66,7 @@ function cameraCard(cam) {
   const noimg = el("div", { class: "noimg" }, "no snapshot yet");
   img.onload = () => { img.hidden = false; noimg.hidden = true; };
   img.onerror = () => { img.hidden = true; noimg.hidden = false; };
-  img.src = withKey(`/api/cameras/${encodeURIComponent(cam.id)}/snapshot?t=${Date.now()}`);
+  // No src yet: the observer sets it once the card is on screen (a thousand cameras are a long page).
   const canvas = el("canvas", { class: "timeline", "data-camera": cam.id, "data-segments": "0", width: 600, height: 70 });
   const del = el("button", { class: "link", type: "button", title: "remove camera" }, "remove");
   del.onclick = async () => {
@@ -78,13 +95,14 @@ async function loadCameras() {
     if (signature !== state.signature) {
       state.signature = signature;
       box.replaceChildren(...state.cameras.map(cameraCard));
+      watchCards(box);
     } else {
       state.cameras.forEach((c) => {
         const pill = document.querySelector(`.card[data-camera="${CSS.escape(c.id)}"] .pill`);
         if (pill) pill.replaceWith(statusPill(c.status));
       });
     }
-    state.cameras.forEach((c) => drawTimeline(c.id));
+    drawTimelines([...state.visible]);
   }
   const sel = $("#ask-camera");
   const current = sel.value;
@@ -94,14 +112,47 @@ async function loadCameras() {
 
 function rangeSeconds() { return Number($("#range").value); }
 
-async function drawTimeline(cameraId) {
-  const canvas = document.querySelector(`canvas.timeline[data-camera="${CSS.escape(cameraId)}"]`);
-  if (!canvas) return;
+// Which cards are on screen: only those get timelines, in batches of BATCH cameras per request.
+const observer = new IntersectionObserver((entries) => {
+  const appeared = [];
+  entries.forEach((e) => {
+    const id = e.target.dataset.camera;
+    if (e.isIntersecting) {
+      if (!state.visible.has(id)) appeared.push(id);
+      state.visible.add(id);
+      const img = e.target.querySelector("img");
+      if (img && !img.getAttribute("src")) loadSnapshot(img, id);
+    }
+    else state.visible.delete(id);
+  });
+  if (appeared.length) drawTimelines(appeared);
+});
+
+function loadSnapshot(img, cameraId) {
+  img.src = withKey(`/api/cameras/${encodeURIComponent(cameraId)}/snapshot?t=${Date.now()}`);
+}
+
+function watchCards(box) {
+  observer.disconnect();
+  state.visible.clear();
+  box.querySelectorAll(".card[data-camera]").forEach((card) => observer.observe(card));
+}
+
+async function drawTimelines(ids) {
   const span = rangeSeconds();
   const now = Date.now();
-  const qs = span ? `?since=${new Date(now - span * 1000).toISOString()}` : "";
-  let tl;
-  try { tl = await api(`/api/cameras/${encodeURIComponent(cameraId)}/timeline${qs}`); } catch (_) { return; }
+  const since = span ? `&since=${new Date(now - span * 1000).toISOString()}` : "";
+  for (let i = 0; i < ids.length; i += BATCH) {
+    const qs = ids.slice(i, i + BATCH).map((id) => "camera_id=" + encodeURIComponent(id)).join("&");
+    let tls;
+    try { tls = await api(`/api/timelines?${qs}${since}`); } catch (_) { return; }
+    tls.forEach((tl) => drawTimeline(tl, span, now));
+  }
+}
+
+function drawTimeline(tl, span, now) {
+  const canvas = document.querySelector(`canvas.timeline[data-camera="${CSS.escape(tl.camera_id)}"]`);
+  if (!canvas) return;
   const segs = tl.segments.map((s) => ({ ...s, t0: Date.parse(s.start), t1: Date.parse(s.end) }));
   const wins = tl.summaries.map((w) => ({ ...w, t0: Date.parse(w.start), t1: Date.parse(w.end) }));
   let lo = span ? now - span * 1000 : Math.min(now - 60000, ...segs.map((s) => s.t0), ...wins.map((w) => w.t0));
@@ -141,9 +192,18 @@ async function drawTimeline(cameraId) {
   canvas.title = `${segs.length} tracked object(s), ${wins.length} summary window(s)`;
 }
 
+// Events mark their camera's timeline dirty; dirty ones on screen are redrawn together, at most
+// once a second, however many events arrive.
 function scheduleTimeline(cameraId) {
-  clearTimeout(state.timers[cameraId]);
-  state.timers[cameraId] = setTimeout(() => drawTimeline(cameraId), 300);
+  if (!state.visible.has(cameraId)) return;
+  state.dirty.add(cameraId);
+  if (state.dirtyTimer) return;
+  state.dirtyTimer = setTimeout(() => {
+    const ids = [...state.dirty];
+    state.dirty.clear();
+    state.dirtyTimer = null;
+    drawTimelines(ids);
+  }, 1000);
 }
 
 // ---- live feed (SSE) ---------------------------------------------------------------------
@@ -166,6 +226,10 @@ function startFeed() {
   $("#feed tbody").replaceChildren();
   // backlog: the latest events and the live ones come from one cursor, so none fall in between.
   const source = new EventSource(withKey("/api/events/stream?backlog=30"));
+  source.addEventListener("error", () => {
+    // The browser retries by itself; once it gives up (a refused or expired token) start anew.
+    if (source.readyState === EventSource.CLOSED && state.feed === source) setTimeout(startFeed, 3000);
+  });
   state.feed = source;
   state.live = false;
   setTimeout(() => { state.live = true; }, 1000);  // rows after the backlog flash as new
@@ -177,7 +241,7 @@ function startFeed() {
     scheduleTimeline(ev.camera_id);
     if (ev.snapshot) {
       const img = document.querySelector(`.card[data-camera="${CSS.escape(ev.camera_id)}"] img`);
-      if (img) img.src = withKey(`/api/cameras/${encodeURIComponent(ev.camera_id)}/snapshot?t=${Date.now()}`);
+      if (img && state.visible.has(ev.camera_id)) loadSnapshot(img, ev.camera_id);
     }
   });
 }
@@ -251,11 +315,10 @@ $("#key-form").addEventListener("submit", (e) => {
   state.key = $("#key-input").value.trim();
   localStorage.setItem("sightline.key", state.key);
   $("#key-form").hidden = true;
-  refreshAll();
-  startFeed();
+  renewToken().then(() => { refreshAll(); startFeed(); });
 });
 
-$("#range").addEventListener("change", () => state.cameras.forEach((c) => drawTimeline(c.id)));
+$("#range").addEventListener("change", () => drawTimelines([...state.visible]));
 
 async function loadWorkers() {
   try {
@@ -272,6 +335,13 @@ async function loadWorkers() {
 
 function refreshAll() { loadCameras(); loadQueries(); loadSummaries(); loadWorkers(); }
 
-refreshAll();
-startFeed();
-setInterval(refreshAll, 5000);
+// Every REFRESH_MS while the server answers; doubling up to REFRESH_MAX_MS while it fails or says
+// it is busy (429/5xx); nothing while the tab is hidden.
+async function refreshLoop() {
+  const before = state.failures;
+  if (!document.hidden) await Promise.allSettled([loadCameras(), loadQueries(), loadSummaries(), loadWorkers()]);
+  state.refreshMs = state.failures > before ? Math.min(REFRESH_MAX_MS, state.refreshMs * 2) : REFRESH_MS;
+  setTimeout(refreshLoop, state.refreshMs);
+}
+
+renewToken().then(() => { startFeed(); refreshLoop(); });

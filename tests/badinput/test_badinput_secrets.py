@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
 import subprocess
 import sys
@@ -155,3 +156,25 @@ def test_a_patch_cannot_publish_the_masked_url(
     assert r.status_code == 200 and r.json()["url"] == "rtsp://admin:***@10.0.0.5/live"
     assert producer.sent[-1].camera is not None and producer.sent[-1].camera.url == url
     assert json.loads(client.get("/api/cameras/door").text)["name"] == "Front door"
+
+
+def test_a_data_dir_owned_by_someone_else_does_not_stop_the_process(tmp_path: Path) -> None:
+    """A mounted volume the process may write to but not chmod (Kubernetes fsGroup) is left as is."""
+    from lifecycle import process
+
+    calls: list[Path] = []
+
+    def refuse(self: Path, mode: int) -> None:
+        calls.append(self)
+        raise PermissionError(1, "Operation not permitted")
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "sink.log").write_text("x")
+    old = os.umask(0o022)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Path, "chmod", refuse)
+            process.private_files(tmp_path)  # no exception
+    finally:
+        os.umask(old)
+    assert calls == [tmp_path, tmp_path / "logs", tmp_path / "logs" / "sink.log"]

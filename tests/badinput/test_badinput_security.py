@@ -74,6 +74,43 @@ def test_browser_endpoints_take_a_query_key_and_refuse_a_wrong_one(
     assert ok.status_code in (200, 404), ok.text  # past auth: the stream, or "no such snapshot"
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/cameras", "/api/cameras/c1", "/api/cameras/c1/timeline", "/api/events"]
+)
+def test_a_query_key_is_refused_where_a_header_can_be_sent(keyed: TestClient, path: str) -> None:
+    """`?api_key=` was taken on every GET /api/cameras/*; now only where a browser cannot send a header."""
+    assert keyed.get(f"{path}?api_key={VIEWER}").status_code == 401
+    assert keyed.get(path, headers={"X-API-Key": VIEWER}).status_code in (200, 404)
+
+
+def test_short_lived_signed_tokens_for_streams_and_images(keyed: TestClient) -> None:
+    from dashboard.auth import MEDIA_TOKEN_TTL_S, media_token
+
+    r = keyed.get("/api/media-token", headers={"X-API-Key": VIEWER})
+    assert r.status_code == 200 and r.json()["expires_in_s"] == MEDIA_TOKEN_TTL_S
+    token = r.json()["token"]
+    assert VIEWER not in token
+    assert keyed.get(f"/api/events/stream?max_s=0.01&token={token}").status_code == 200
+    assert keyed.get(f"/api/cameras/c1/snapshot?token={token}").status_code == 404  # past auth
+    assert keyed.get(f"/api/cameras/c1?token={token}").status_code == 401  # not a browser route
+    assert keyed.get(f"/api/media-token?token={token}").status_code == 401  # a token mints no token
+    exp, caller, mac = token.split(".")
+    forged = [
+        f"{int(exp) + 3600}.{caller}.{mac}",  # lifetime stretched
+        f"{exp}.{caller}.{'0' * len(mac)}",  # signature guessed
+        f"{exp}.key:{'0' * 16}.{mac}",  # another caller
+        "garbage",
+        "",
+    ]
+    for bad in forged:
+        assert keyed.get(f"/api/events/stream?max_s=0.01&token={bad}").status_code == 401, bad
+    keys = keyed.app.state.sightline.settings.api.api_keys  # type: ignore[attr-defined]
+    expired = media_token(keys, keys[0], now=0.0)
+    assert keyed.get(f"/api/events/stream?max_s=0.01&token={expired}").status_code == 401
+    # A viewer's token is a viewer: it cannot write (and tokens work on GETs only anyway).
+    assert keyed.post(f"/api/cameras?token={token}", json={}).status_code == 401
+
+
 # ---- webhook targets -----------------------------------------------------------------------------
 WEBHOOK_REFUSED = [
     ("ftp", "ftp://hooks.example/in", "scheme 'ftp' is not allowed"),

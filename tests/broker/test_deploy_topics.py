@@ -54,6 +54,8 @@ def test_creates_every_topic_with_the_configured_partitions_and_is_idempotent(
     try:
         assert set(names) <= set(admin.list_topics())
         assert _partitions(admin, names) == dict.fromkeys(names, 5)
+        slots = settings.bus.topic("ingest_slots")  # the ingest group's own partition count
+        assert _partitions(admin, [slots]) == {slots: settings.ingest.slots}
     finally:
         admin.close()
 

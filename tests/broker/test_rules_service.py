@@ -147,3 +147,46 @@ def _alerts_on_topic(bootstrap: str, topic: str, at_least: int) -> list[str]:
     finally:
         consumer.close()
     return ids
+
+
+def test_poison_on_detections_is_dead_lettered_and_the_rules_carry_on(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    from bus.contracts import DeadLetter
+    from configs import Settings
+    from rules.service import run as run_rules
+
+    rules_file = _rules_file(tmp_path)
+    settings: Settings = load_settings(
+        None,
+        data_dir=str(tmp_path),
+        bus={"bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix},
+        rules={"file": str(rules_file), "group_id": f"{topic_prefix}-rules"},
+    )
+    topics = Stack(kafka_bootstrap, topic_prefix, tmp_path / "d").topics
+    ensure_topics(kafka_bootstrap, topics.all(), 3)
+    events = scene("door", 3)
+    expected = _expected(rules_file, events)
+    producer = Producer(kafka_bootstrap)
+    producer.send_raw(topics.detections, b"door", b'{"schema": "sightline.object_event/1", "phase": "?"}')
+    for e in events:
+        producer.send(topics.detections, e.camera_id, e)
+    producer.flush()
+    producer.close()
+    stop = threading.Event()
+    worker = threading.Thread(target=run_rules, args=(settings, stop), daemon=True)
+    worker.start()
+    try:
+        got = _alerts_on_topic(kafka_bootstrap, topics.alerts, len(expected))
+        assert set(got) == expected
+        consumer = make_consumer(kafka_bootstrap, [topics.deadletter], None)
+        letters: list[DeadLetter] = []
+        deadline = time.monotonic() + 10
+        while not letters and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                letters += [DeadLetter.model_validate_json(r.value) for r in records]
+        consumer.close()
+        assert [d.topic for d in letters] == [topics.detections] and "object_event" in letters[0].reason
+    finally:
+        stop.set()
+        worker.join(15)

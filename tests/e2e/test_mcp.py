@@ -136,9 +136,12 @@ def test_a_viewer_lists_cameras_and_reads_events_over_streamable_http(up: Up, mc
             asked = await c.call_tool("ask_camera", {"camera_id": "sample", "question": "people"})
             found = await c.call_tool("search_history", {"q": "person", "camera_id": "sample"})
             alerts = await c.call_tool("list_alerts", {"hours": 1})
-            return tools, cameras, events, asked, found, alerts
+            first = events.structured_content["result"][0]["event_id"]
+            clip = await c.call_tool("clip_link", {"event_id": first, "span": "track"})
+            history = await c.call_tool("ask_history", {"question": "when were people seen?", "hours": 1})
+            return tools, cameras, events, asked, found, alerts, (first, clip), history
 
-    tools, cameras, events, asked, found, alerts = anyio.run(session)
+    tools, cameras, events, asked, found, alerts, (first, clip), history = anyio.run(session)
     assert {"list_cameras", "recent_events", "recent_summaries", "ask_camera", "search_history"} <= set(tools)
     assert tools["list_cameras"].annotations.read_only_hint is True
     assert tools["add_query"].annotations.read_only_hint is False
@@ -156,6 +159,15 @@ def test_a_viewer_lists_cameras_and_reads_events_over_streamable_http(up: Up, mc
     hits = found.structured_content["result"]["hits"]
     assert hits and {h["camera_id"] for h in hits} == {"sample"}
     assert not alerts.is_error and alerts.structured_content["result"] == []  # no rules in this stack
+    assert not clip.is_error, text_of(clip)
+    link = clip.structured_content["result"]
+    assert link["camera_id"] == "sample" and link["url"].startswith(f"{up.api}/api/events/")
+    assert link["url"].endswith(f"/api/events/{first}/clip?span=track") and link["end"] >= link["start"]
+    # (Fetching it is the clips API's business; the bundled sample's msmpeg4 AVI does not remux to MP4.)
+    # The bundled baseline is no VLM: the API found the events ([E1]...) and its engine refused to
+    # answer from them; the tool says so with the API's reason (GLM-4.5V answers, citing them).
+    assert history.is_error and "422" in text_of(history) and "[E1]" in text_of(history)
+    assert "baseline engine cannot answer questions about history" in text_of(history)
 
 
 def _api_events(up: Up, limit: int) -> list[dict[str, Any]]:

@@ -181,6 +181,10 @@ def test_event_clip_annotated_draws_the_interpolated_box(
     assert red(frames[25].to_ndarray(format="bgr24")) > 0.8
     assert red(_decode(plain.content)[40].to_ndarray(format="bgr24")) < 0.2  # same instant, no box
     track = client.get(f"/api/events/{mid.event_id}/track").json()
+    whole = client.get(f"/api/events/{mid.event_id}/clip", params={"span": "track"})
+    assert track["clip_origin"] == pytest.approx(float(whole.headers["x-sightline-clip-origin"]))
+    assert track["clip_origin"] == pytest.approx(T0)  # the track 3.5 .. 8.5 s, 5 s either side
+    assert [(g["start"] - T0, g["end"] - T0) for g in track["gaps"]] == [(-1.5, 0.0), (12.0, 13.5)]
     assert track["timeline"] == "wall" and [p["t"] - T0 for p in track["points"]] == pytest.approx(
         [3.5, 4.5, 5.5, 6.5, 7.5, 8.5]
     )

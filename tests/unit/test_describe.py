@@ -60,7 +60,9 @@ def test_annotate_puts_the_description_on_the_event_and_says_who_wrote_it() -> N
     jpeg = cv2.imencode(".jpg", img)[1].tobytes()
     d = Describer(BaselineEngine(), asyncio.Semaphore(1), Counter())
     ev = samples.event("c", "q", "t1", "start", label="person")
-    out = asyncio.run(d.annotate(Q, "c", jpeg, (640, 360), [step("start", (200, 100, 260, 300))], [ev]))
+    first_hit = (10, 10, 20, 20)  # a start carries its first hit's box; the crop is where it is now
+    now = {"t1": (200.0, 100.0, 260.0, 300.0)}
+    out = asyncio.run(d.annotate(Q, "c", jpeg, (640, 360), [step("start", first_hit)], [ev], now))
     assert out[0].description == "person in red" and out[0].description_engine == "baseline-template"
     assert d.counters["descriptions"] == 1
     assert crop_with_context(img, (200, 100, 260, 300)).shape[:2] == (300, 90)  # a quarter more each side
@@ -78,5 +80,6 @@ def test_a_failed_description_keeps_the_event() -> None:
     jpeg = cv2.imencode(".jpg", np.full((360, 640, 3), 90, np.uint8))[1].tobytes()
     d = Describer(Broken(), asyncio.Semaphore(1), Counter())
     ev = samples.event("c", "q", "t1", "start")
-    out = asyncio.run(d.annotate(Q, "c", jpeg, (640, 360), [step("start", (200, 100, 260, 300))], [ev]))
+    now = {"t1": (200.0, 100.0, 260.0, 300.0)}
+    out = asyncio.run(d.annotate(Q, "c", jpeg, (640, 360), [step("start", (200, 100, 260, 300))], [ev], now))
     assert out == [ev] and d.counters["describe_errors"] == 1

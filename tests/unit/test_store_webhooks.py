@@ -125,3 +125,33 @@ def test_outbound_queue_is_bounded_and_counts_drops(receiver: Receiver) -> None:
     counters = out.counters()
     assert counters["outbound_slow_dropped_oldest"] >= 6
     assert counters["outbound_slow_delivered"] + counters["outbound_slow_dropped_oldest"] == 10
+
+
+def test_alerts_go_out_like_events() -> None:
+    """A new alert stored by the sink is delivered as `type: alert` (webhook) and on
+    `<prefix>/<camera>/<rule>/alert` (MQTT); a redelivered one is not new, so it is not sent."""
+    from datetime import UTC, datetime
+
+    from bus.contracts import Alert
+    from sinks.mqtt import topic_for
+    from sinks.store import Store
+
+    rx = Receiver(fail_first=0)
+    try:
+        alert = Alert(
+            alert_id="a-1", rule_id="fence-in", camera_id="door", condition="cross", direction="in",
+            pts_s=3.0, wall_ts=datetime(2026, 1, 1, tzinfo=UTC),
+        )  # fmt: skip
+        store = Store("sqlite://")
+        fresh = store.write([alert])
+        assert store.write([alert]) == []  # the same alert again is not news
+        out = Outbound([WebhookTarget(rx.url, SECRET, retries=0)])
+        out.publish(fresh)
+        out.close()
+        assert [p["body"]["type"] for p in rx.verified] == ["alert"]
+        assert rx.verified[0]["body"]["data"]["direction"] == "in"  # type: ignore[index]
+        item = to_item(alert)
+        assert item is not None and topic_for("sightline", item) == "sightline/door/fence-in/alert"
+        store.close()
+    finally:
+        rx.close()
