@@ -31,6 +31,7 @@ from ingest.plan import CameraPlan
 from ingest.recorder import SegmentRecorder
 from ingest.sampling import Pacer, Sampler
 from ingest.sources import Source, SourceError, VideoSource, open_source
+from lifecycle import pause
 
 log = logging.getLogger(__name__)
 CameraState = Literal["starting", "streaming", "reconnecting", "stopped", "failed"]
@@ -215,17 +216,25 @@ class CameraWorker:
         if self._gone_since is None:
             return
         gap = time.monotonic() - self._gone_since
+        # Time this process itself was not running (SIGSTOP, a frozen VM) is not the source's doing:
+        # what it cost is counted apart, so `source_gone` keeps meaning what the camera did.
+        paused = min(gap, pause.clock().paused_since(self._gone_since))
         self._gone_since = None
         fps = getattr(source, "nominal_fps", None)
         rate = min(self.plan.sample_fps, fps) if fps else self.plan.sample_fps
         missed = max(0, round(gap * rate) - 1)  # one frame interval is no gap
-        self.gone_s += gap
-        if missed:
-            self._drop("source_gone", missed)
+        ours = min(missed, round(paused * rate))
+        self.gone_s += gap - paused
+        if missed - ours:
+            self._drop("source_gone", missed - ours)
+        if ours:
+            self._drop("process_paused", ours)
         log.warning(
-            "camera %s: source back after %.1f s; %d sampled frames missed",
+            "camera %s: source back after %.1f s (%.1f s of it this process was paused); "
+            "%d sampled frames missed",
             self.plan.camera_id,
             gap,
+            paused,
             missed,
             extra=self._extra,
         )
@@ -374,7 +383,8 @@ class CameraWorker:
         frames = 0
         last_at: float | None = None  # when the last frame was decoded
         counter = metrics.FRAMES_DECODED.labels(metrics.cam(plan.camera_id))
-        recorder = self.recorder if source.live and isinstance(source, VideoSource) else None
+        # Which cameras record is the manager's decision (a file camera is its own recording).
+        recorder = self.recorder if isinstance(source, VideoSource) else None
         if recorder is not None and isinstance(source, VideoSource):
             recorder.begin(source.stream, self.session)
             source.on_packet = recorder.packet

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Protocol
 
+from bus.camera_urls import SourceRefused, resolve
 from bus.contracts import CameraSpec, EndOfStream, FrameMeta, RecordedSegment, StatusUpdate
 from bus.kafka import Producer
 from bus.redact import redact_url
@@ -130,6 +131,11 @@ class CameraManager:
         """A recorder for cameras that record; it only sees live sources (a file is its own recording)."""
         if plan.record == "off":
             return None
+        try:
+            if resolve(plan.url, self.settings.ingest, must_exist=False).kind == "file":
+                return None  # a file is its own recording: clips are cut from it
+        except SourceRefused:
+            return None  # the camera itself will fail with the reason
         rec = self.settings.recording
         segment = getattr(self.publisher, "segment", None)  # a publisher without it records unindexed
         return SegmentRecorder(

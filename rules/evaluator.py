@@ -64,6 +64,7 @@ class CameraState:
     frame_id: int = -1
     tracks: dict[str, Track] = field(default_factory=dict)
     rules: dict[str, RuleClock] = field(default_factory=dict)
+    inside: dict[str, int] = field(default_factory=dict)  # rule → tracks inside its zone (derived, not saved)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,7 +85,12 @@ class CameraState:
         for k, t in d.get("tracks", {}).items():
             per = {r: RuleTrack(**rt) for r, rt in t.get("per", {}).items()}
             tracks[k] = Track(**{**t, "bbox": tuple(t["bbox"]), "per": per})
+        inside: dict[str, int] = {}
+        for t in tracks.values():
+            for r, rt in t.per.items():
+                inside[r] = inside.get(r, 0) + rt.inside
         return cls(
+            inside=inside,
             session=d.get("session", ""),
             clock=-math.inf if d.get("clock") is None else float(d["clock"]),
             wall=datetime.fromisoformat(d["wall"]) if d.get("wall") else None,
@@ -111,6 +117,7 @@ class Compiled:
     min_count: int = 1
     box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # the polygon's bounding box
     timer: bool = False
+    edges: bool = False  # enter/leave: a pass through between two samples counts
     query: str | None = None
     label: str | None = None
 
@@ -137,6 +144,7 @@ class Compiled:
             xs, ys = [p[0] for p in self.poly], [p[1] for p in self.poly]
             self.box = (min(xs), min(ys), max(xs), max(ys))
         self.timer = self.kind in ("dwell", "count", "absent")
+        self.edges = self.kind in ("enter", "leave")
 
 
 Outcome = Literal["fired", "cooldown", "closed"]
@@ -158,6 +166,7 @@ class Evaluator:
         self.cameras: dict[str, CameraState] = {}
         self.disabled: dict[str, str] = {}
         self.by_camera: dict[str, list[Compiled]] = {}
+        self.timers_by_camera: dict[str, list[Compiled]] = {}
         self.set_rules(zones, lines, rules)
 
     def set_rules(
@@ -192,6 +201,7 @@ class Evaluator:
             self.by_camera.setdefault(c.camera, []).append(c)
         for rs in self.by_camera.values():
             rs.sort(key=lambda c: c.id)
+        self.timers_by_camera = {cam: [r for r in rs if r.timer] for cam, rs in self.by_camera.items()}
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -223,10 +233,29 @@ class Evaluator:
         prev: Track | None = tr
         if tr is None:
             tr = cam.tracks[key] = Track(e.query_id, e.label, e.bbox_norm, e.pts_s, e.snapshot)
-        q, label = e.query_id, e.label
+        q, label, b = e.query_id, e.label, e.bbox_norm
+        pb = prev.bbox if prev is not None else None
+        anchor, p, pp = "", (0.0, 0.0), None  # the position once per anchor in use, not once per rule
         for r in rules:
-            if (r.query is None or r.query == q) and (r.label is None or r.label == label):
-                self._step(cam, r, tr, prev, e, out)
+            if (r.query is not None and r.query != q) or (r.label is not None and r.label != label):
+                continue
+            if r.anchor != anchor:
+                anchor = r.anchor
+                p, pp = anchor_point(b, anchor), (anchor_point(pb, anchor) if pb else None)
+            if r.line is not None:  # a crossing needs a path: two positions of this track
+                if pp is not None:
+                    hit = crossing(r.line[0], r.line[1], r.inside_sign, pp, p)
+                    if hit is not None and r.direction in ("any", hit[0]):
+                        episode = f"{e.frame_id}:{e.phase}"
+                        self._fire(cam, r, e, "cross", track=tr, episode=episode, direction=hit[0], out=out)
+                continue
+            rt = tr.per.get(r.id)
+            if rt is not None:  # the common case, cheaply: still outside, or still inside
+                x0, y0, x1, y1 = r.box
+                now_in = x0 <= p[0] <= x1 and y0 <= p[1] <= y1 and contains(r.poly, p)
+                if now_in == rt.inside and (now_in or not r.edges):
+                    continue
+            self._step(cam, r, tr, prev, e, out, p, pp)
         tr.bbox, tr.pts = e.bbox_norm, e.pts_s
         if e.snapshot:
             tr.snapshot = e.snapshot
@@ -235,24 +264,23 @@ class Evaluator:
                 rt = tr.per.get(r.id)
                 if r.kind == "dwell" and rt is not None and rt.inside:
                     self._dwell_due(cam, r, tr, rt, e.track_id, e.pts_s, e, out)
+            for rid, rt in tr.per.items():
+                if rt.inside:
+                    cam.inside[rid] -= 1
             del cam.tracks[key]
         return self._timers(cam, rules, e, out)
 
     def _step(
-        self, cam: CameraState, r: Compiled, tr: Track, prev: Track | None, e: ObjectEvent, out: list[Alert]
+        self,
+        cam: CameraState,
+        r: Compiled,
+        tr: Track,
+        prev: Track | None,
+        e: ObjectEvent,
+        out: list[Alert],
+        p: P,
+        pp: P | None,
     ) -> None:
-        anchor = r.anchor
-        p = anchor_point(e.bbox_norm, anchor)
-        pp = anchor_point(prev.bbox, anchor) if prev is not None else None
-        if r.kind == "cross":
-            if pp is None or r.line is None:
-                return
-            hit = crossing(r.line[0], r.line[1], r.inside_sign, pp, p)
-            if hit is not None and r.direction in ("any", hit[0]):
-                self._fire(
-                    cam, r, e, "cross", track=tr, episode=f"{e.frame_id}:{e.phase}", direction=hit[0], out=out
-                )
-            return
         rt = tr.per.get(r.id)
         if rt is None:
             rt = tr.per[r.id] = RuleTrack()
@@ -260,7 +288,7 @@ class Evaluator:
         now_in = x0 <= p[0] <= x1 and y0 <= p[1] <= y1 and contains(r.poly, p)
         was_in = rt.inside
         hits: list[float] = []
-        moved = pp is not None and (now_in != was_in or (not now_in and r.kind in ("enter", "leave")))
+        moved = pp is not None and (now_in != was_in or (not now_in and r.edges))
         if moved and pp is not None and _overlaps(r.box, pp, p):
             hits = edge_hits(r.poly, pp, p)
         t0 = prev.pts if prev is not None else e.pts_s
@@ -278,6 +306,8 @@ class Evaluator:
             elif now_in and not was_in:
                 entry = t0 + hits[-1] * (e.pts_s - t0) if hits else e.pts_s
                 rt.since, rt.since_frame, rt.fired = round(entry, 3), e.frame_id, False
+        if now_in != was_in:
+            cam.inside[r.id] = cam.inside.get(r.id, 0) + (1 if now_in else -1)
         rt.inside = now_in
 
     def _dwell_due(
@@ -310,16 +340,16 @@ class Evaluator:
     def _timers(
         self, cam: CameraState, rules: list[Compiled], e: ObjectEvent, out: list[Alert]
     ) -> list[Alert]:
-        for r in rules:
-            if not r.timer:
-                continue
+        for r in self.timers_by_camera.get(e.camera_id, ()):
+            n = cam.inside.get(r.id, 0)
             if r.kind == "dwell":
+                if not n:
+                    continue
                 for key, tr in cam.tracks.items():
                     rt = tr.per.get(r.id)
                     if rt is not None and rt.inside and not rt.fired:
                         self._dwell_due(cam, r, tr, rt, key.split("\x1f", 1)[1], cam.clock, e, out)
             elif r.kind in ("count", "absent"):
-                n = sum(1 for tr in cam.tracks.values() if (rt := tr.per.get(r.id)) is not None and rt.inside)
                 held = (n >= r.min_count) if r.kind == "count" else n == 0
                 need = r.need
                 rc = cam.rules.get(r.id)

@@ -48,7 +48,9 @@ class ClipEmpty(LookupError):
     """Nothing readable in the requested range."""
 
 
-def _packets(piece: Piece, result: ClipResult, first: bool) -> Iterator[tuple[Any, float]]:
+def _packets(
+    piece: Piece, result: ClipResult, first: bool, threads: bool = False
+) -> Iterator[tuple[Any, float]]:
     """(packet, timeline time) of one piece; the first piece starts at the keyframe before its start."""
     try:
         container = av.open(str(piece.path))
@@ -58,6 +60,8 @@ def _packets(piece: Piece, result: ClipResult, first: bool) -> Iterator[tuple[An
     last_t = piece.covers[0]
     try:
         stream = container.streams.video[0]
+        if threads:
+            stream.thread_type = "AUTO"  # frame threads: the caller flushes the decoder at the end
         tb = stream.time_base or Fraction(1, 90000)
         held: list[tuple[Any, float]] = []  # the GOP before `start`, for the first piece
         for pkt in container.demux(stream):
@@ -73,12 +77,13 @@ def _packets(piece: Piece, result: ClipResult, first: bool) -> Iterator[tuple[An
                 elif first and held:
                     held.append((pkt, t))
                 continue
-            if held:
+            if held and not pkt.is_keyframe:  # a keyframe right at start needs nothing before it
                 yield from held
-                held = []
+            held = []
             last_t = t
             yield pkt, t
-        yield from held  # only if nothing came after start (a range ending in the same GOP)
+        if threads:
+            yield None, last_t  # flush the decoder now, while its container is still open
     except (av.error.FFmpegError, OSError) as exc:
         result.gaps.append((last_t, piece.covers[1], f"segment cut short: {type(exc).__name__}"))
     finally:
@@ -133,42 +138,79 @@ def remux(pieces: list[Piece], out_path: Path) -> ClipResult:
     return result
 
 
+def _draw_yuv(frame: Any, boxes: list[tuple[tuple[float, float, float, float], str]]) -> Any:
+    """A copy of a 4:2:0 frame with the boxes drawn straight into its planes: one plane copy, no
+    RGB round trip. A copy it must be: the decoder may still predict later frames from this one."""
+    import cv2
+    import numpy as np
+
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        frame = frame.reformat(format="yuv420p")
+    out = av.VideoFrame(frame.width, frame.height, "yuv420p")
+    planes = []
+    for src, dst in zip(frame.planes[:3], out.planes[:3], strict=True):
+        a = np.frombuffer(memoryview(src), np.uint8).reshape(src.height, src.line_size)[:, : src.width]
+        b = np.frombuffer(memoryview(dst), np.uint8).reshape(dst.height, dst.line_size)[:, : dst.width]
+        np.copyto(b, a)
+        planes.append(b)
+    y, u, v = planes
+    for (x1, y1, x2, y2), label in boxes:
+        p1, p2 = (round(x1), round(y1)), (round(x2), round(y2))
+        h1, h2 = (p1[0] // 2, p1[1] // 2), (p2[0] // 2, p2[1] // 2)
+        cv2.rectangle(y, p1, p2, 81, 2)  # BT.601 red: Y 81, U 90, V 240
+        cv2.rectangle(u, h1, h2, 90, 1)
+        cv2.rectangle(v, h1, h2, 240, 1)
+        cv2.putText(y, label[:40], (p1[0], max(12, p1[1] - 4)), 0, 0.6, 235, 2)
+    return out
+
+
 def annotate(
     pieces: list[Piece], out_path: Path, start: float, boxes_at: BoxesAt, *, fps_hint: float = 25.0
 ) -> ClipResult:
-    """Decode, draw the boxes `boxes_at(t)` gives, encode H.264 (ultrafast). Starts exactly at `start`."""
-    import cv2
+    """Decode, draw the boxes `boxes_at(t)` gives, encode H.264 (ultrafast). Starts exactly at `start`.
 
+    Frames without a box go to the encoder as decoded; decoding uses frame threads, so each
+    piece's decoder is flushed at its end (its last frames come out only then)."""
     result = ClipResult(origin=start)
     out: Any = None
     ostream: Any = None
     last_pts = -1
+
+    def emit(frame: Any, ft: float, base_end: float) -> None:
+        nonlocal out, ostream, last_pts
+        if ft < start or ft >= base_end:
+            return
+        boxes = boxes_at(ft)
+        vf = _draw_yuv(frame, boxes) if boxes else frame
+        if out is None:
+            out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
+            ostream = out.add_stream("libx264", rate=round(fps_hint) or 25)
+            ostream.width, ostream.height = frame.width // 2 * 2, frame.height // 2 * 2
+            ostream.pix_fmt = "yuv420p"
+            ostream.time_base = OUT_TB
+            ostream.options = {"preset": "ultrafast"}
+        pts = max(last_pts + 1, round((ft - start) / OUT_TB))
+        vf.pts, vf.time_base = pts, OUT_TB
+        vf.pict_type = av.video.frame.PictureType.NONE  # let the encoder place its own keyframes
+        last_pts = pts
+        out.mux(ostream.encode(vf))
+        result.frames += 1
+        result.end = ft
+
     try:
         for i, piece in enumerate(pieces):
-            for pkt, t in _packets(piece, result, first=i == 0):
-                for frame in pkt.decode():
-                    ft = piece.base + float(frame.time) if frame.time is not None else t
-                    if ft < start or ft >= piece.end:
-                        continue
-                    img = frame.to_ndarray(format="bgr24")
-                    for (x1, y1, x2, y2), label in boxes_at(ft):
-                        p1, p2 = (round(x1), round(y1)), (round(x2), round(y2))
-                        cv2.rectangle(img, p1, p2, (0, 0, 255), 2)
-                        cv2.putText(img, label[:40], (p1[0], max(12, p1[1] - 4)), 0, 0.5, (0, 0, 255), 1)
-                    if out is None:
-                        out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
-                        ostream = out.add_stream("libx264", rate=round(fps_hint) or 25)
-                        ostream.width, ostream.height = img.shape[1] // 2 * 2, img.shape[0] // 2 * 2
-                        ostream.pix_fmt = "yuv420p"
-                        ostream.time_base = OUT_TB
-                        ostream.options = {"preset": "ultrafast"}
-                    vf = av.VideoFrame.from_ndarray(img[: ostream.height, : ostream.width], format="bgr24")
-                    pts = max(last_pts + 1, round((ft - start) / OUT_TB))
-                    vf.pts, vf.time_base = pts, OUT_TB
-                    last_pts = pts
-                    out.mux(ostream.encode(vf))
-                    result.frames += 1
-                    result.end = ft
+            stream: Any = None
+            for pkt, _t in _packets(piece, result, first=i == 0, threads=True):
+                if pkt is not None:
+                    stream = pkt.stream
+                    frames = pkt.decode()
+                elif stream is not None:
+                    frames = stream.decode(None)  # the frames still inside the threaded decoder
+                else:
+                    continue
+                for frame in frames:
+                    if frame.pts is not None:  # flushed frames come without their time base
+                        emit(frame, piece.base + float(frame.pts * stream.time_base), piece.end)
         if out is not None:
             out.mux(ostream.encode(None))
     finally:

@@ -105,8 +105,12 @@ $("#player-scrub").addEventListener("input", (e) => {
   const tr = player.track;
   if (tr && tr.clip_origin !== null) $("#player-video").currentTime = Math.max(0, Number(e.target.value) - tr.clip_origin);
 });
-$("#feed tbody").addEventListener("click", (e) => {
-  const row = e.target.closest("tr[data-event]");
-  if (row) openPlayer(row.dataset.event);
-});
+// Events in the live feed and alerts (through the event that made the rule fire) open the player.
+for (const list of ["#feed tbody", "#alerts tbody"]) {
+  const body = $(list);
+  if (body) body.addEventListener("click", (e) => {
+    const row = e.target.closest("tr[data-event]");
+    if (row && row.dataset.event) openPlayer(row.dataset.event);
+  });
+}
 window.openPlayer = openPlayer;

@@ -113,7 +113,7 @@ function alertRow(a, fresh) {
   const what = a.condition + (a.zone_id ? " " + a.zone_id : "") + (a.line_id ? " " + a.line_id : "") +
     (a.direction ? " " + a.direction : "") + (a.seconds != null ? ` (${a.seconds} s)` : "");
   const snap = a.snapshot ? el("img", { alt: "snapshot", src: withKey(`/api/alerts/${encodeURIComponent(a.alert_id)}/snapshot`) }) : "";
-  return el("tr", { class: fresh ? "fresh" : "", "data-alert": a.alert_id },
+  return el("tr", { class: fresh ? "fresh" : "", "data-alert": a.alert_id, "data-event": a.event_id || "" },
     el("td", {}, new Date(a.wall_ts).toLocaleTimeString()), el("td", {}, a.camera_id), el("td", {}, a.rule_id),
     el("td", {}, what), el("td", { class: "sev-" + a.severity }, a.severity), el("td", {}, snap));
 }

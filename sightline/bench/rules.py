@@ -4,7 +4,9 @@ N cameras with 10 rules each (crossings both ways and any way, enter, leave, two
 count and an absence, over two zones and two lines per camera), fed a busy generated stream:
 walkers crossing at several speeds and some lingering, all cameras interleaved in media time.
 Measured twice: the evaluator alone, and decode (JSON → `ObjectEvent`, as the worker does)
-plus evaluation. The target (default 50,000 events/s) applies to the evaluator alone.
+plus evaluation, in events per CPU second of this process (what one process does with a core to
+itself; the wall-clock rate is printed too, and on a shared machine it also measures the others'
+load). The target (default 50,000 events/s) applies to the evaluator alone.
 
 For scale, the same run measures how fast the analyzer produces events: a generated clip
 replayed in-process through ingest, the analyzer and the scripted colour server (no model
@@ -81,14 +83,20 @@ def stream(cameras: list[str], tracks: int) -> list[ObjectEvent]:
 
 def evaluate_rate(
     specs: tuple[list[ZoneSpec], list[LineSpec], list[RuleSpec]], events: list[ObjectEvent], repeat: int
-) -> tuple[float, int]:
-    best, alerts = 0.0, 0
+) -> tuple[float, int, float]:
+    """(events per CPU second, alerts, events per wall second), best of `repeat` passes.
+
+    CPU time (`time.process_time`) is what one process gets done with a core to itself; on a
+    shared machine the wall-clock rate also counts everyone else's load, so both are reported."""
+    best, alerts, best_wall = 0.0, 0, 0.0
     for _ in range(max(repeat, 1)):
         ev = Evaluator(*specs)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         alerts = sum(len(ev.feed(e)) for e in events)
-        best = max(best, len(events) / (time.perf_counter() - t))
-    return best, alerts
+        cpu, wall = time.process_time() - c, time.perf_counter() - t
+        best = max(best, len(events) / max(cpu, 1e-9))
+        best_wall = max(best_wall, len(events) / max(wall, 1e-9))
+    return best, alerts, best_wall
 
 
 def decode_rate(
@@ -97,10 +105,10 @@ def decode_rate(
     best = 0.0
     for _ in range(max(repeat, 1)):
         ev = Evaluator(*specs)
-        t = time.perf_counter()
+        c = time.process_time()
         for r in raw:
             ev.feed(ObjectEvent.model_validate_json(r))
-        best = max(best, len(raw) / (time.perf_counter() - t))
+        best = max(best, len(raw) / max(time.process_time() - c, 1e-9))
     return best
 
 
@@ -140,7 +148,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     specs = rule_set(cameras)
     events = stream(cameras, args.tracks)
     raw = [e.to_json() for e in events]
-    rate, alerts = evaluate_rate(specs, events, args.repeat)
+    rate, alerts, wall_rate = evaluate_rate(specs, events, args.repeat)
     with_decode = decode_rate(specs, raw, args.repeat)
     produced = None if args.no_analyzer else analyzer_rate(settings)
     report = {
@@ -148,18 +156,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "rules": len(specs[2]),
         "events": len(events),
         "alerts": alerts,
-        "evaluate_events_per_s": round(rate),
-        "decode_and_evaluate_events_per_s": round(with_decode),
+        "evaluate_events_per_cpu_s": round(rate),
+        "evaluate_events_per_wall_s": round(wall_rate),
+        "decode_and_evaluate_events_per_cpu_s": round(with_decode),
         "analyzer_events_per_s": None if produced is None else round(produced, 1),
-        "analyzers_one_rules_process_keeps_up_with": None if not produced else round(rate / produced, 1),
+        "analyzers_one_rules_process_keeps_up_with": None if not produced else round(wall_rate / produced, 1),
         "target_events_per_s": args.target,
     }
     print(f"rules: {args.cameras} cameras x 10 rules, {len(events)} events, {alerts} alerts")
-    print(f"  evaluate only        {rate:12,.0f} events/s")
-    print(f"  decode + evaluate    {with_decode:12,.0f} events/s")
+    print(f"  evaluate only        {rate:12,.0f} events per CPU second ({wall_rate:,.0f} per wall second)")
+    print(f"  decode + evaluate    {with_decode:12,.0f} events per CPU second")
     if produced is not None:
         print(f"  analyzer produces    {produced:12,.1f} events/s (one replay, scripted engine, 2 fps)")
-        print(f"  ratio                {rate / produced if produced else float('inf'):12,.1f} x")
+        ratio = wall_rate / produced if produced else float("inf")
+        print(f"  ratio                {ratio:12,.1f} x (wall clock, both)")
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     if rate < args.target:

@@ -20,7 +20,7 @@ import pytest
 from conftest import need  # type: ignore[import-not-found]
 
 from bus.broker import free_port
-from bus.contracts import RecordedSegment
+from bus.contracts import Alert, RecordedSegment
 from configs import Settings
 from configs.settings import IngestConfig
 from dashboard.server import BackgroundServer
@@ -66,8 +66,20 @@ def test_an_event_clip_plays_in_chromium_with_its_boxes(make_settings: Callable[
         samples.event("door", "red", "t1", "update", 75, 3.5, start=t0, bbox=(200, 100, 320, 300)),
         samples.event("door", "red", "t1", "end", 125, 5.0, start=t0, bbox=(300, 100, 420, 300)),
     ]
+    alert = Alert(
+        alert_id="a-1",
+        rule_id="at-door",
+        camera_id="door",
+        condition="enter",
+        track_id="t1",
+        query_id="red",
+        zone_id="door-zone",
+        pts_s=3.5,
+        wall_ts=track[1].wall_ts,
+        event_id=track[1].event_id,
+    )
     store = Store(settings.store_url)
-    store.write([*segs, *track])
+    store.write([*segs, *track, alert])
     store.close()
     ev = track[1]
     ev_t = ev.wall_ts.timestamp()
@@ -128,6 +140,18 @@ def test_an_event_clip_plays_in_chromium_with_its_boxes(make_settings: Callable[
                 page.screenshot(path=str(ARTIFACTS / "dashboard-player.png"))
                 href = page.locator("#player-evidence").get_attribute("href") or ""
                 assert href.endswith(f"/api/events/{ev.event_id}/evidence")
+
+                # An alert opens the same player, through the event that made its rule fire.
+                page.locator("#player-close").click()
+                expect(page.locator("#player")).to_be_hidden()
+                page.locator('#alerts tr[data-alert="a-1"]').click()
+                expect(page.locator("#player")).to_be_visible()
+                page.wait_for_function(
+                    "() => { const v = document.querySelector('#player-video');"
+                    " return v.readyState >= 2 && v.duration > 0; }",
+                    timeout=20_000,
+                )
+                assert ev.event_id in (video.get_attribute("src") or "")
             finally:
                 browser.close()
     assert duration >= 4.5  # the whole track (2-5 s) and 1 s either side, from the keyframe before

@@ -153,10 +153,19 @@ def test_discovery_states_and_removal_seen_by_a_subscriber(
         finally:
             late.close()
 
+        # Deleting the query removes its two entities (and clears their states); the camera's alert
+        # entity stays until the camera goes too.
+        r = httpx.delete(f"{stack.api}/api/queries/red", timeout=10)
+        assert r.status_code == 204, r.text
+        gone = (occupancy_cfg, count_cfg, occupancy, count)
+        wait_for(
+            lambda: all(sub.payloads(t)[-1] == "" for t in gone), 30, "the query's entities removed", stack
+        )
+        assert sub.payloads(alerts_cfg)[-1] != ""
         r = httpx.delete(f"{stack.api}/api/cameras/door", timeout=10)
         assert r.status_code == 204, r.text
-        removed = (occupancy_cfg, count_cfg, alerts_cfg)
-        wait_for(lambda: all(sub.payloads(t)[-1] == "" for t in removed), 30, "empty retained configs", stack)
+        wait_for(lambda: sub.payloads(alerts_cfg)[-1] == "", 30, "the camera's alert entity removed", stack)
+        assert all(sub.payloads(t)[-1] == "" for t in (occupancy_cfg, count_cfg))  # nothing came back
 
         # Availability follows the process: a SIGKILLed sink leaves its last will; a new one is online.
         stack.kill("sink")

@@ -27,7 +27,7 @@ def test_the_bench_evaluates_every_event_and_judges_the_target(tmp_path: Path) -
     cameras = [f"cam{i:03d}" for i in range(3)]
     events = bench.stream(cameras, 6)
     assert report["events"] == len(events) and report["rules"] == 30
-    _, alerts = bench.evaluate_rate(bench.rule_set(cameras), events, 1)
+    _, alerts, _ = bench.evaluate_rate(bench.rule_set(cameras), events, 1)
     assert report["alerts"] == alerts > 0
     assert {e.camera_id for e in events} == set(cameras)
     rc, _ = _run(tmp_path, "1e15")

@@ -1,4 +1,5 @@
-"""The pieces of scale-out that need no broker: the pause clock and the analyzer's owner fence."""
+"""The pieces of scale-out that need no broker: the pause clock, what a pause costs a camera, and the
+analyzer's owner fence."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+import types
+
+import pytest
 
 from analyzer.fence import OwnerFence
 from lifecycle.pause import PauseClock
@@ -69,3 +73,30 @@ def test_the_fence_recovers_when_the_group_restarts_its_generations() -> None:
     assert not f.admit("cam", "a", 1, now=5.0)  # could be a stale owner: the higher one spoke 5 s ago
     assert f.admit("cam", "a", 1, now=11.0)  # the higher epoch has been silent: the group was reset
     assert f.admit("cam", "a", 1, now=12.0)
+
+
+class _Paused:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def paused_since(self, since: float) -> float:
+        return self.seconds
+
+
+@pytest.mark.parametrize(("paused_s", "gone", "ours"), [(0.0, 19, 0), (6.0, 7, 12), (30.0, 0, 19)])
+def test_frames_a_live_camera_missed_while_the_process_was_paused_are_not_blamed_on_the_source(
+    monkeypatch: pytest.MonkeyPatch, paused_s: float, gone: int, ours: int
+) -> None:
+    from configs import load_settings
+    from ingest import camera
+    from sightline.testing.ingest_kit import MemoryFramePublisher, make_plan
+
+    monkeypatch.setattr(camera.pause, "clock", lambda: _Paused(paused_s))
+    w = camera.CameraWorker(
+        make_plan("rtsp://127.0.0.1:9/cam"), load_settings(None).ingest, MemoryFramePublisher()
+    )
+    w._gone_since = time.monotonic() - 10.0  # 10 s without frames at 2 fps: 19 sampled frames missed
+    w._count_gap(types.SimpleNamespace(nominal_fps=25.0))  # type: ignore[arg-type]
+    assert w.drops.get("source_gone", 0) == gone
+    assert w.drops.get("process_paused", 0) == ours
+    assert w.gone_s == pytest.approx(max(0.0, 10.0 - paused_s), abs=0.1)
