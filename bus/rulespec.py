@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,10 +25,16 @@ from pydantic import (
 
 from bus.fields import EntityId, Text
 
-Point = tuple[
-    Annotated[float, Field(ge=0.0, le=1.0)],
-    Annotated[float, Field(ge=0.0, le=1.0)],
-]
+
+def _in_frame(p: tuple[float, float]) -> tuple[float, float]:
+    if not (0.0 <= p[0] <= 1.0 and 0.0 <= p[1] <= 1.0):
+        raise ValueError(f"{list(p)} is outside the frame: coordinates are 0–1 (normalised)")
+    return p
+
+
+# Checked by a validator rather than per-item bounds: OpenAPI tools read bounds inside a tuple's
+# `prefixItems` badly, and the message says what is wrong in the user's terms.
+Point = Annotated[tuple[float, float], AfterValidator(_in_frame)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")

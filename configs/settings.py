@@ -271,6 +271,11 @@ class RecordingConfig(_Section):
     min_free_bytes: int = Field(
         500_000_000, ge=0, description="below this much free disk, recording stops (frames keep flowing)"
     )
+    orphan_grace_s: float = Field(
+        3600.0,
+        gt=0,
+        description="a segment file nobody indexed (its announcement was lost) is deleted after this",
+    )
     max_clip_s: float = Field(300.0, gt=0, description="longest clip the API cuts")
     gap_tolerance_s: float = Field(1.0, gt=0, description="a hole longer than this between segments is a gap")
 

@@ -34,6 +34,7 @@ class Piece:
     start: float  # timeline span of this file that the clip wants
     end: float
     covers: tuple[float, float]  # what the file holds on the timeline (for reporting what is lost)
+    ours: bool = False  # a segment we wrote: its MP4 header says everything, so skip the probing
 
 
 @dataclass
@@ -53,7 +54,10 @@ def _packets(
 ) -> Iterator[tuple[Any, float]]:
     """(packet, timeline time) of one piece; the first piece starts at the keyframe before its start."""
     try:
-        container = av.open(str(piece.path))
+        # Probing a segment decodes frames to learn what its header already says: a third of a
+        # 10 s clip's serving time at 1080p.
+        options = {"probesize": "32", "analyzeduration": "0"} if piece.ours else {}
+        container = av.open(str(piece.path), options=options)
     except (av.error.FFmpegError, OSError) as exc:
         result.gaps.append((*piece.covers, f"unreadable segment: {type(exc).__name__}"))
         return

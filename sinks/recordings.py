@@ -7,7 +7,8 @@ Kafka message, so it is untrusted: it is resolved inside the recordings director
 Retention is one pass over the index, oldest first: segments older than `max_age_days`;
 `events`-mode segments that ended `settle_s` ago with no event within `pre_s`/`post_s`; then
 the oldest segments of any camera above `camera_max_bytes`; then the oldest of all above
-`max_bytes`. Files go first, rows after, so a crash in between leaves rows whose file is
+`max_bytes`; and files nobody indexed (their announcement was lost), untouched for
+`orphan_grace_s`. Files go first, rows after, so a crash in between leaves rows whose file is
 missing (a clip reports them as a gap), never files nobody knows about.
 """
 
@@ -167,6 +168,27 @@ def plan_retention(
     return doomed
 
 
+def _prune_orphans(data_dir: str | Path, indexed: set[str], cutoff: float, deleted: dict[str, int]) -> int:
+    """Files no row names (the announcement was lost: ingest killed, camera moved, broker down),
+    untouched since `cutoff`: unreachable for clips and uncounted by the size caps, so they go."""
+    root = recordings_root(data_dir)
+    if not root.is_dir():
+        return 0
+    freed = 0
+    for path in root.glob("*/*.mp4"):
+        rel = path.relative_to(root).as_posix()
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if rel not in indexed and st.st_mtime < cutoff:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            deleted["orphan"] += 1
+            freed += st.st_size
+    return freed
+
+
 def prune_recordings(
     engine: Engine, data_dir: str | Path, cfg: RecordingConfig, now: float
 ) -> RecordingReport:
@@ -182,6 +204,7 @@ def prune_recordings(
     doomed = plan_retention(segs, event_times, cfg, now)
     by_id = {s.segment_id: s for s in segs}
     deleted: dict[str, int] = defaultdict(int)
+    orphans = _prune_orphans(data_dir, {s.path for s in segs}, now - cfg.orphan_grace_s, deleted)
     freed = 0
     for sid, why in doomed.items():
         with contextlib.suppress(RecordingMissing, FileNotFoundError):
@@ -193,6 +216,7 @@ def prune_recordings(
         for i in range(0, len(ids), 500):
             conn.execute(delete(t.segments).where(c.segment_id.in_(ids[i : i + 500])))
     kept = sum(s.bytes for s in segs) - freed
-    if ids:
+    freed += orphans
+    if ids or orphans:
         log.info("recording retention: deleted %s, freed %d bytes, %d kept", dict(deleted), freed, kept)
     return RecordingReport(dict(deleted), freed, kept)

@@ -119,8 +119,10 @@ class RtspServer:
         size: str = "640x480",
         user: str = "",
         password: str = "",
+        file: str = "",
     ) -> None:
         self.port, self.path, self.fps, self.size = port, path, fps, size
+        self.file = file  # served once per client, in real time (default: the endless test pattern)
         self.user, self.password = user, password
         self.url = f"rtsp://127.0.0.1:{port}{path}"
         self.proc: subprocess.Popen[str] | None = None
@@ -130,6 +132,8 @@ class RtspServer:
         cmd += ["--fps", str(self.fps), "--size", self.size]
         if self.user:
             cmd += ["--user", self.user, "--password", self.password]
+        if self.file:
+            cmd += ["--file", self.file]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout_s

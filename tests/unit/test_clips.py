@@ -25,6 +25,7 @@ from dashboard.app import create_app
 from ingest.recorder import SegmentRecorder
 from sightline.samples import Figure
 from sightline.testing import messages as samples
+from sinks.eventwrite import track_key
 from sinks.evidence import verify_zip
 
 T0 = samples.T0.timestamp()
@@ -180,6 +181,9 @@ def test_event_clip_annotated_draws_the_interpolated_box(
 
     assert red(frames[25].to_ndarray(format="bgr24")) > 0.8
     assert red(_decode(plain.content)[40].to_ndarray(format="bgr24")) < 0.2  # same instant, no box
+    key = track_key("door", "red", "t1")  # what a search hit names
+    assert client.get(f"/api/tracks/{key}/first-event").json() == {"event_id": events[0].event_id}
+    assert client.get("/api/tracks/no-such-track/first-event").status_code == 404
     track = client.get(f"/api/events/{mid.event_id}/track").json()
     whole = client.get(f"/api/events/{mid.event_id}/clip", params={"span": "track"})
     assert track["clip_origin"] == pytest.approx(float(whole.headers["x-sightline-clip-origin"]))

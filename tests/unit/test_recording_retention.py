@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -106,3 +108,19 @@ def test_segment_paths_from_messages_stay_inside_the_recordings_directory(tmp_pa
         except LookupError:
             continue
         raise AssertionError(f"{bad!r} was resolved")
+
+
+def test_files_nobody_indexed_go_after_the_grace_period(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    _segments(store, tmp_path, "door", 2)
+    cam = tmp_path / "recordings" / "door"
+    lost, fresh = cam / "lost.mp4", cam / "being-written.mp4"
+    lost.write_bytes(b"\x00" * 700)
+    fresh.write_bytes(b"\x00" * 300)
+    now = time.time()
+    os.utime(lost, (now - 7200, now - 7200))  # its announcement never reached the sink
+    os.utime(cam / "seg-000.mp4", (now - 7200, now - 7200))  # indexed: retention's own rules apply
+    report = prune_recordings(
+        store.engine, tmp_path, RecordingConfig(orphan_grace_s=3600, max_age_days=3650), now=now
+    )
+    assert report.deleted == {"orphan": 1} and report.bytes_freed == 700 and report.bytes_kept == 2000
+    assert _left(tmp_path, "door") == ["being-written.mp4", "seg-000.mp4", "seg-001.mp4"]

@@ -55,7 +55,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
             "zones.0.polygon",
             [[0.1, 0.1], [1.5, 0.1], [0.5, 0.5]],
             "zones.0.polygon",
-            "less than or equal to 1",
+            "outside the frame",
         ),
         ("lines.0.points", [[0.5, 0.5], [0.5, 0.5]], "lines.0", "zero length"),
         ("lines.0.inside", [0.5, 0.3], "lines.0", "names no side"),
