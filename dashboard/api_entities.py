@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bus.camera_urls import SourceRefused, resolve
-from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec
+from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec, RecordMode
 from bus.redact import MASK, redact_text, redact_url
 from configs.settings import Budget
 from dashboard.auth import admin, viewer
@@ -35,6 +35,7 @@ class CameraIn(_In):
     realtime: bool | None = None
     loop: bool = False
     keyframes_only: bool | None = None
+    record: RecordMode | None = Field(None, description="live cameras: off | continuous | events")
     budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
 
 
@@ -47,6 +48,7 @@ class CameraPatch(_In):
     realtime: bool | None = None
     loop: bool | None = None
     keyframes_only: bool | None = None
+    record: RecordMode | None = None
     budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
 
 
@@ -60,6 +62,7 @@ class CameraOut(BaseModel):
     realtime: bool | None
     loop: bool
     keyframes_only: bool | None
+    record: RecordMode | None = Field(None, description="null: the deployment's recording.mode")
     budget: Budget | None = None
     status: dict[str, Any] | None = Field(None, description="the camera's latest StatusUpdate")
     budget_status: dict[str, Any] | None = Field(

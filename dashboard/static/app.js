@@ -287,6 +287,7 @@ $("#camera-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const d = formData(e.target);
   const body = { id: d.id, url: d.url, name: d.name || "", loop: d.loop === "on" };
+  if (d.record) body.record = d.record;  // empty: the deployment's recording.mode
   submitJson(e.target, "/api/cameras", body, loadCameras);
 });
 
