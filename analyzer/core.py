@@ -11,11 +11,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from analyzer import metrics
+from analyzer.budget import NORMAL, Decision, Governor
 from analyzer.describe import Describer
 from analyzer.events import object_events
 from analyzer.snapshots import SnapshotWriter
@@ -32,11 +35,13 @@ from bus.contracts import (
 )
 from bus.control import ControlState
 from configs.settings import AnalyzerConfig
-from glm45v_engine import Clip, EngineError, Frame, Grounding, UnsupportedQuery, VisionEngine
+from glm45v_engine import Clip, EngineError, Frame, Grounding, UnsupportedQuery, VisionEngine, accounting
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (camera_id, query_id)
 AheadKey = tuple[Key, str, int]  # (camera_id, query_id), source_session, frame_id
+INTERVAL_FACTOR = 4.0  # budget level 1: the query's interval this many times longer…
+MIN_DEGRADED_INTERVAL_S = 2.0  # …and at least this (an interval of 0 means every sampled frame)
 MAX_LABEL = 200  # the store's label column; a model's (or a long query text's) longer label is cut
 
 
@@ -95,6 +100,10 @@ class FrameProcessor:
         self.on_boxes: Callable[[FrameMeta, QuerySpec, list[Detection]], None] | None = None
         self._sem = asyncio.Semaphore(config.max_concurrency)
         self._ahead: dict[AheadKey, asyncio.Future[Grounding]] = {}  # calls started by `prefetch`
+        # The last call `prefetch` planned per (camera, query), so frames prefetched later (more
+        # arrived while earlier ones are still being answered) continue the same schedule.
+        self._planned: dict[Key, tuple[str, float]] = {}
+        self.governor = Governor(config.budget)
         self.describer = Describer(engine, self._sem, self.counters)
 
     def tracker(self, key: Key) -> Tracker:
@@ -130,14 +139,18 @@ class FrameProcessor:
                     tasks.append(self._summarize(q, meta.camera_id, window))
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
                 self._skip("already_processed", meta.camera_id)
-            elif self._due(q, meta, self.last_call):
+            elif self._due(q, meta, self.last_call) and not (budget := self._budget(q, meta)).paused:
+                self._drop_older_ahead((meta.camera_id, q.id), meta)
                 call = self._ahead.pop(((meta.camera_id, q.id), meta.source_session, meta.frame_id), None)
                 if call is None:
                     frame = frame or _frame(meta, jpeg)
-                    call = asyncio.ensure_future(self._call(q, frame))
+                    call = asyncio.ensure_future(self._call(q, frame, budget.image_factor))
                 tasks.append(self._ground(q, meta, call, jpeg))
-            else:
-                self._skip("interval", meta.camera_id)
+            else:  # not due, or the budget paused the query until its period rolls over
+                paused = self.governor.levels.get((meta.camera_id, q.id), NORMAL).paused
+                self._skip(
+                    "budget" if paused and self._due(q, meta, self.last_call) else "interval", meta.camera_id
+                )
                 tracker = self.tracker((meta.camera_id, q.id))
                 out.events += self._events(q, meta, tracker.expire(meta.pts_s, meta.frame_id, meta.wall_ts))
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -161,6 +174,8 @@ class FrameProcessor:
 
     def _due(self, q: QuerySpec, meta: FrameMeta, last_call: dict[Key, tuple[str, float]]) -> bool:
         interval = q.interval_s if q.interval_s is not None else self.config.interval_s
+        if self.governor.levels.get((meta.camera_id, q.id), NORMAL).interval_factor > 1:  # budget level 1+
+            interval = max(interval * INTERVAL_FACTOR, MIN_DEGRADED_INTERVAL_S)
         last = last_call.get((meta.camera_id, q.id))
         return last is None or last[0] != meta.source_session or meta.pts_s - last[1] >= interval - 1e-6
 
@@ -173,7 +188,7 @@ class FrameProcessor:
         frames are due is decided as `process` will decide it, assuming the earlier calls succeed;
         a call that is not used (the batch failed, a frame went stale) is cancelled by `drop_ahead`.
         """
-        last_call = dict(self.last_call)
+        last_call = {**self.last_call, **self._planned}
         for meta, jpeg in frames:
             if self._stale(meta):
                 continue
@@ -185,27 +200,68 @@ class FrameProcessor:
                     continue
                 if self.cursors.get(key, Cursor()).covers(meta) or not self._due(q, meta, last_call):
                     continue
-                last_call[key] = (meta.source_session, meta.pts_s)
+                budget = self._budget(q, meta)
+                if budget.paused:
+                    continue
+                last_call[key] = self._planned[key] = (meta.source_session, meta.pts_s)
                 frame = frame or _frame(meta, jpeg)
-                self._ahead[ahead] = asyncio.ensure_future(self._call(q, frame))
+                self._ahead[ahead] = asyncio.ensure_future(self._call(q, frame, budget.image_factor))
 
-    def drop_ahead(self) -> None:
-        """Cancel the prefetched calls nobody took (a failed batch is redelivered and asks again)."""
-        for call in self._ahead.values():
-            call.cancel()
-        self._ahead.clear()
+    def drop_ahead(self, camera_id: str | None = None) -> None:
+        """Cancel the prefetched calls nobody took (a failed batch is redelivered and asks again),
+        of one camera (its lane went idle or failed) or of all."""
+        for ahead in [a for a in self._ahead if camera_id is None or a[0][0] == camera_id]:
+            self._ahead.pop(ahead).cancel()
+        for key in [k for k in self._planned if camera_id is None or k[0] == camera_id]:
+            del self._planned[key]
 
-    async def _call(self, q: QuerySpec, frame: Frame) -> Grounding:
+    def _drop_older_ahead(self, key: Key, meta: FrameMeta) -> None:
+        """Calls prefetched for frames of this (camera, query) that `process` has passed will never
+        be taken (an earlier answer changed the schedule): cancel them now, not when the lane idles."""
+        for ahead in [
+            a for a in self._ahead if a[0] == key and a[1] == meta.source_session and a[2] < meta.frame_id
+        ]:
+            self._ahead.pop(ahead).cancel()
+
+    def _budget(self, q: QuerySpec, meta: FrameMeta) -> Decision:
+        """The budget level for a call about this frame (analyzer.budget), from its expected cost."""
+        camera = self.control.cameras.get(meta.camera_id)
+        st = self.engine.stats  # answers as long as the engine's so far, at the price charged so far
+        out = st.tokens_out // st.calls if st.calls else 0
+        tokens = accounting.prompt_tokens([(meta.encoded_width, meta.encoded_height)], [q.text]) + out
+        price = st.cost / (st.tokens_in + st.tokens_out) if st.tokens_in + st.tokens_out else 0.0
+        peers = [p for p in self.control.queries_for(meta.camera_id) if p.kind == "grounding"]
+        decision = self.governor.decide(
+            meta.camera_id,
+            q,
+            camera_budget=camera.budget if camera else None,
+            peers=peers,
+            tokens=tokens,
+            cost=tokens * price,
+        )
+        metrics.budget_level(meta.camera_id, q.id, decision.level)
+        return decision
+
+    async def _call(self, q: QuerySpec, frame: Frame, image_factor: float = 1.0) -> Grounding:
         cam = frame.camera_id or ""
+        sent = _shrink(frame, image_factor)  # budget level 2: fewer visual tokens
         async with self._sem:
             started = time.perf_counter()
             try:
-                [g] = await self.engine.ground([frame], q.text, thinking=q.thinking)
+                [g] = await self.engine.ground([sent], q.text, thinking=q.thinking)
             except EngineError as exc:
                 outcome = "refused" if isinstance(exc, UnsupportedQuery) else "error"
                 metrics.call(cam, q.id, "ground", outcome, time.perf_counter() - started, None)
                 raise
         metrics.call(cam, q.id, "ground", "ok", time.perf_counter() - started, g.usage)
+        self.governor.record(cam, q.id, g.usage.tokens_in + g.usage.tokens_out, g.usage.cost)
+        if sent is not frame:  # boxes back into the pixels of the frame as it travelled
+            fx, fy = frame.size[0] / sent.size[0], frame.size[1] / sent.size[1]
+            boxes = tuple(
+                replace(b, bbox=(b.bbox[0] * fx, b.bbox[1] * fy, b.bbox[2] * fx, b.bbox[3] * fy))
+                for b in g.boxes
+            )
+            g = replace(g, boxes=boxes, image_size=frame.size)
         return g
 
     async def _ground(
@@ -412,6 +468,7 @@ class FrameProcessor:
 
     def forget_camera(self, camera_id: str) -> None:
         """Drop a camera's in-memory state (its partition moved to another worker)."""
+        self.drop_ahead(camera_id)
         for table in (self.trackers, self.windowers, self.unsummarized, self.last_call, self.cursors):
             for key in [k for k in table if k[0] == camera_id]:
                 del table[key]
@@ -434,6 +491,17 @@ class FrameProcessor:
             self.tracker((camera_id, qid)).load_state(ts)
         for qid, (sess, pts) in state.get("last_call", {}).items():
             self.last_call[(camera_id, qid)] = (sess, float(pts))
+
+
+def _shrink(frame: Frame, factor: float) -> Frame:
+    if factor >= 1.0:
+        return frame
+    import cv2
+
+    w, h = frame.size
+    size = (max(28, round(w * factor)), max(28, round(h * factor)))  # never below one 28 px cell
+    img = np.asarray(cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA), np.uint8)
+    return replace(frame, image=img, jpeg=None)
 
 
 def _frame(meta: FrameMeta, jpeg: bytes) -> Frame:

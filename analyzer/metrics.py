@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from glm45v_engine.accounting import EngineCollector
 from glm45v_engine.types import Usage
@@ -51,6 +51,12 @@ TOKENS = Counter(
 COST = Counter(
     "sightline_analyzer_engine_cost",
     "engine cost in the configured price's currency (engine.prices)",
+    ["camera_id", "query_id"],
+    registry=REGISTRY,
+)
+BUDGET_LEVEL = Gauge(
+    "sightline_analyzer_budget_level",
+    "budget degrade level of a query on a camera: 0 normal, 1 longer interval, 2 smaller images, 3 paused",
     ["camera_id", "query_id"],
     registry=REGISTRY,
 )
@@ -104,3 +110,7 @@ class _CurrentEngine:
 
 ENGINE = _CurrentEngine()
 REGISTRY.register(ENGINE)
+
+
+def budget_level(camera_id: str, query_id: str, level: int) -> None:
+    BUDGET_LEVEL.labels(camera_label(camera_id), query_label(query_id)).set(level)

@@ -1,10 +1,10 @@
 """`sightline analyze`: a worker in the analyzer consumer group on the frames topic.
 
-Per poll batch: process each camera's frames in order (cameras concurrently),
-produce events, summaries and tracker checkpoints, flush, and only then commit.
-A crash anywhere before the commit replays the batch; ids are deterministic and
-checkpoints let the next owner skip what was already answered, so the store ends
-with the same events either way.
+Each camera's records go to its lane (`analyzer.lanes`), worked in order while other cameras'
+lanes run on — no poll batch waits for its slowest answer. A lane sends its events, then the
+camera's tracker checkpoint; only records so settled are committed, after a flush. A crash
+anywhere before the commit replays those records; ids are deterministic and checkpoints let the
+next owner skip what was already answered, so the store ends with the same events either way.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Coroutine
 from typing import Any, Literal
 
 from kafka import ConsumerRebalanceListener
@@ -22,9 +23,11 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from analyzer import metrics
+from analyzer.budget import budget_statuses
 from analyzer.core import EngineUnavailable, FrameProcessor, Outputs
 from analyzer.fence import OwnerFence
 from analyzer.intake import check_frame
+from analyzer.lanes import Item, Lane, Ledger, Peeked
 from analyzer.snapshots import SnapshotWriter
 from bus import checkpoints
 from bus.contracts import ControlMessage, FrameMeta, StatusUpdate
@@ -53,6 +56,12 @@ from lifecycle.process import require_bootstrap, worker_id
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 5.0
 MAX_BACKOFF_S = 30.0
+POLL_MS = 100
+MAX_QUEUED = 128  # records waiting in lanes before the worker stops polling
+SETTLE_EVERY = 8  # a busy lane checkpoints at least every this many records
+SETTLE_S = 0.05  # flush + commit at most this often
+LOOP_S = 0.005  # the loop's nap while lanes work (engine answers arrive meanwhile)
+STOP_GRACE_S = 10.0
 
 
 class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -71,17 +80,26 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.producer = Producer(self.bootstrap, client_id=self.worker)
         self.camera_partition: dict[str, int] = {}
         self.fence = OwnerFence()  # frames of a stale ingest owner are dropped (ingest.ownership)
-        self.backoff_s = 0.0
+        self.lanes: dict[str, Lane] = {}
+        self.ledger = Ledger()
+        self.rewind: dict[int, tuple[int, float]] = {}  # partition -> (offset, resume at, monotonic)
+        self.to_pause: set[int] = set()
+        self.backoff: dict[int, float] = {}
+        self.fatal: BaseException | None = None
+        self.lease_lost = False  # set by a lane that found the group lease gone before sending
         self.loop = asyncio.new_event_loop()
         self._last_status = 0.0
+        self._last_settle = 0.0
+        self._budgeted: set[str] = set()  # cameras last reported in the budget state
         self.consumer: Any = None
 
     # ---- rebalance ---------------------------------------------------------------------------
+    # kafka-python calls these on its network thread while `poll` runs in an executor thread; the
+    # camera state belongs to the event loop's thread, so the work is handed to the loop and the
+    # callback waits for it (the lanes keep running meanwhile; records come only after poll returns).
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in revoked if tp.topic == self.topics.frames}
-        for cam in [c for c, p in self.camera_partition.items() if p in gone]:
-            self.processor.forget_camera(cam)
-            del self.camera_partition[cam]
+        self._on_loop(self._revoke(gone))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.lease.renew()  # a join and sync just completed: we are a member as of now
@@ -90,9 +108,37 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
     def _restore(self, assigned: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in assigned if tp.topic == self.topics.frames]
         states = checkpoints.restore(self.bootstrap, self.producer, self.topics.analyzer_state, parts)
-        for cam, state in states.items():
-            self.processor.load_camera_state(cam, state)
+
+        async def load() -> None:
+            for cam, state in states.items():
+                self.processor.load_camera_state(cam, state)
+
+        self._on_loop(load())
         log.info("assigned partitions %s; restored %d camera checkpoints", parts, len(states))
+
+    def _on_loop(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=STOP_GRACE_S * 3)
+        else:  # consumer.close() after the loop ended: no lane is working
+            self.loop.run_until_complete(coro)
+
+    async def _revoke(self, gone: set[int]) -> None:
+        """Lanes of revoked partitions stop where they are: mid-frame state is forgotten with the
+        camera and was never checkpointed; what they settled is in the last commit or checkpoint."""
+        lanes = [lane for lane in self.lanes.values() if lane.partition in gone]
+        for lane in lanes:
+            del self.lanes[lane.camera_id]
+            lane.queue.clear()
+            if lane.task is not None:
+                lane.task.cancel()
+        await asyncio.gather(*(lane.task for lane in lanes if lane.task is not None), return_exceptions=True)
+        for cam in [c for c, p in self.camera_partition.items() if p in gone]:
+            self.processor.forget_camera(cam)
+            del self.camera_partition[cam]
+        for p in gone:
+            self.ledger.forget(p)
+            self.rewind.pop(p, None)
+            self.to_pause.discard(p)
 
     # ---- main loop ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -107,16 +153,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.lease = GroupLease(self.consumer)
         self._status("running")
         try:
-            while not self.stop.is_set():
-                self._drain_control()
-                batch = poll(self.consumer, 200)
-                records = sorted(
-                    (r for rs in batch.values() for r in rs), key=lambda r: (r.partition, r.offset)
-                )
-                if records:
-                    self.loop.run_until_complete(self._handle(records))
-                set_consumer_lag(self.settings.analyzer.group_id, consumer_lag(self.consumer))
-                self._maybe_status()
+            self.loop.run_until_complete(self._main())
             return 0
         except Exception as exc:
             log.exception("analyzer worker failed")
@@ -130,6 +167,188 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             self.producer.flush()
             self.producer.close()
             self.loop.close()
+
+    async def _main(self) -> None:
+        """Poll, hand records to their cameras' lanes, settle; never wait for a whole batch.
+
+        Poll runs in an executor thread so the lanes (engine answers) go on meanwhile; the consumer
+        is touched by one thread at a time (commit, seek, pause between polls). Past `MAX_QUEUED`
+        waiting records it stops polling until the lanes catch up (the broker keeps the rest)."""
+        try:
+            while not self.stop.is_set():
+                if self.fatal is not None:
+                    raise self.fatal
+                self._drain_control()
+                if self.lease_lost:
+                    await self._lease_lost()
+                if sum(len(lane.queue) for lane in self.lanes.values()) < MAX_QUEUED:
+                    batch = await self.loop.run_in_executor(None, poll, self.consumer, POLL_MS)
+                    records = sorted(
+                        (r for rs in batch.values() for r in rs), key=lambda r: (r.partition, r.offset)
+                    )
+                    self._dispatch(records)
+                    set_consumer_lag(self.settings.analyzer.group_id, consumer_lag(self.consumer))
+                else:
+                    await asyncio.sleep(LOOP_S)
+                await self._settle()
+                self._maybe_status()
+        finally:
+            await self._wind_down()
+
+    def _dispatch(self, records: list[ConsumerRecord]) -> None:
+        new: dict[str, list[tuple[FrameMeta, bytes]]] = defaultdict(list)
+        for r in records:
+            if r.partition in self.rewind:
+                continue  # fetched before the pause; delivered again after the seek
+            if not self._current_owner(r):
+                self.ledger.dispatched(r.partition, r.offset)
+                self.ledger.settled(r.partition, r.offset)  # nothing to do for it: done
+                continue
+            cam = (r.key or b"").decode("utf-8", "replace")
+            lane = self.lanes.get(cam) or self.lanes.setdefault(cam, Lane(cam))
+            lane.partition = r.partition
+            self.ledger.dispatched(r.partition, r.offset)
+            peeked = _peek_frame(r, self.settings.bus.max_frame_bytes)
+            lane.queue.append(Peeked(r, peeked))
+            if peeked:
+                new[cam].append(peeked)
+        for frames in new.values():
+            self.processor.prefetch(frames)  # ask now what the lane will need, in its order
+        for lane in self.lanes.values():
+            if lane.queue and (lane.task is None or lane.task.done()):
+                lane.task = self.loop.create_task(self._work(lane))
+
+    async def _work(self, lane: Lane) -> None:
+        """A camera's items, one at a time and in order; settles (events + checkpoint) at a frame
+        boundary: when the lane runs dry or every `SETTLE_EVERY` records."""
+        try:
+            while lane.queue:
+                item = lane.queue.popleft()
+                lane.busy = True
+                try:
+                    if isinstance(item, Peeked):
+                        out = await self._one(item.record, item.frame)
+                        lane.unsettled.append((item.record.partition, item.record.offset))
+                    else:
+                        out = item()
+                except EngineUnavailable as exc:
+                    if not isinstance(item, Peeked):
+                        raise
+                    lane.busy = False
+                    if not self.lease.held():
+                        self.lease_lost = True  # nothing is sent: see _lease_lost
+                        return
+                    self._send(exc.partial)  # what did succeed has moved state on: a retry won't redo it
+                    lane.dirty = True
+                    self._checkpoint(lane)
+                    self._failed(lane, item.record, exc)
+                    return
+                finally:
+                    lane.busy = False
+                if not self.lease.held():
+                    self.lease_lost = True  # nothing is sent: see _lease_lost
+                    return
+                self._send(out)
+                lane.dirty = True
+                if not lane.queue or len(lane.unsettled) >= SETTLE_EVERY:
+                    self._checkpoint(lane)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug, not an outage: the worker fails as it always has
+            self.fatal = self.fatal or exc
+        finally:
+            if not lane.queue:
+                self.processor.drop_ahead(lane.camera_id)
+
+    def _checkpoint(self, lane: Lane) -> None:
+        if lane.dirty and lane.partition >= 0:
+            checkpoints.write(
+                self.producer,
+                self.topics.analyzer_state,
+                lane.partition,
+                lane.camera_id,
+                self.processor.camera_state(lane.camera_id),
+            )
+        lane.dirty = False
+        for partition, offset in lane.unsettled:
+            self.ledger.settled(partition, offset)
+            self.backoff.pop(partition, None)
+        lane.unsettled.clear()
+
+    def _failed(self, lane: Lane, r: ConsumerRecord, exc: EngineUnavailable) -> None:
+        """A retryable engine failure: the partition goes back to this record after a backoff.
+        Records of that partition not yet started (in any lane) are dropped: they come again."""
+        log.warning("engine unavailable, will retry from offset %d: %s", r.offset, exc)
+        p = r.partition
+        self.ledger.dropped(p, r.offset)
+        for other in self.lanes.values():
+            keep: deque[Item] = deque()
+            for item in other.queue:
+                if isinstance(item, Peeked) and item.record.partition == p:
+                    self.ledger.dropped(p, item.record.offset)
+                else:
+                    keep.append(item)
+            other.queue = keep
+        delay = self.backoff[p] = min(MAX_BACKOFF_S, max(0.5, self.backoff.get(p, 0.0) * 2))
+        # Back to the first record not done: the failed one, or an earlier one just dropped from
+        # another camera's lane on this partition (its camera had not reached it yet).
+        offset = self.ledger.floor.get(p, r.offset)
+        self.rewind[p] = (offset, time.monotonic() + delay)
+        self.to_pause.add(p)  # by the main loop, between polls
+        self._status("running", reason=f"engine unavailable; retrying in {delay:.1f}s")
+
+    async def _settle(self) -> None:
+        """Flush what the lanes sent, commit what is settled, and rewind failed partitions whose
+        lanes are done with them and whose backoff is over."""
+        for p in self.to_pause:
+            self.consumer.pause(TopicPartition(self.topics.frames, p))
+        self.to_pause.clear()
+        now = time.monotonic()
+        due = [p for p, (_, at) in self.rewind.items() if at <= now and not self.ledger.in_flight(p)]
+        if not due and now - self._last_settle < SETTLE_S:
+            return
+        self._last_settle = now
+        await self._commit_async()
+        for p in due:
+            offset, _ = self.rewind.pop(p)
+            tp = TopicPartition(self.topics.frames, p)
+            self.consumer.seek(tp, offset)
+            self.ledger.rewound(p, offset)
+            self.consumer.resume(tp)
+
+    async def _commit_async(self) -> None:
+        """Flush what the lanes sent, then commit what was settled before the flush began."""
+        targets = self.ledger.targets()  # no lane runs between this line and the flush's start
+        await self.loop.run_in_executor(None, self.producer.flush)
+        offsets = {}
+        for p, offset in targets.items():
+            for cam, cp in self.camera_partition.items():  # never past a frame an open window holds
+                held = self.processor.oldest_open_offset(cam) if cp == p else None
+                if held is not None:
+                    offset = min(offset, held)
+            if self.ledger.committed.get(p) != offset:
+                offsets[p] = offset
+        tps = {
+            TopicPartition(self.topics.frames, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()
+        }
+        if tps and commit_offsets(self.consumer, tps):
+            self.ledger.committed.update(offsets)
+
+    async def _wind_down(self) -> None:
+        """Stop: records not started are dropped (delivered again), frames in flight get a grace
+        period to finish, then whatever is settled is flushed and committed."""
+        for lane in self.lanes.values():
+            for item in lane.queue:
+                if isinstance(item, Peeked):
+                    self.ledger.dropped(item.record.partition, item.record.offset)
+            lane.queue.clear()
+        tasks = [lane.task for lane in self.lanes.values() if lane.task is not None and not lane.task.done()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self._commit_async()
 
     def _drain_control(self) -> None:
         out = Outputs()
@@ -145,50 +364,25 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                 and before
                 and not (msg.query and msg.query.enabled and msg.op == "upsert")
             ):
-                out.extend(self.processor.close(query_id=msg.id, reason="query removed"))
+                for cam in {c for c, q in self.processor.trackers if q == msg.id}:
+                    out.extend(self._close(cam, msg.id, "query removed"))
             elif msg.kind == "camera" and (msg.op == "delete" or (msg.camera and not msg.camera.enabled)):
-                out.extend(self.processor.close(camera_id=msg.id, reason="camera stopped"))
-        self._produce(out, {})
+                out.extend(self._close(msg.id, None, "camera stopped"))
+        self._send(out)
 
-    async def _handle(self, records: list[ConsumerRecord]) -> None:
-        by_camera: dict[tuple[int, str], list[ConsumerRecord]] = defaultdict(list)
-        for r in records:
-            by_camera[(r.partition, (r.key or b"").decode("utf-8", "replace"))].append(r)
-        out, failed = Outputs(), dict[int, int]()
-        touched: dict[str, int] = {}
+    def _close(self, camera_id: str, query_id: str | None, reason: str) -> Outputs:
+        """End tracks in order with the camera's frames: through its lane if it is working."""
 
-        async def one_camera(recs: list[ConsumerRecord]) -> None:
-            recs = [r for r in recs if self._current_owner(r)]
-            frames = {r.offset: f for r in recs if (f := _peek_frame(r, self.settings.bus.max_frame_bytes))}
-            self.processor.prefetch(list(frames.values()))
-            for r in recs:
-                try:
-                    result = await self._one(r, touched, frames.get(r.offset))
-                except EngineUnavailable as exc:
-                    out.extend(exc.partial)  # what did succeed has moved state on: a retry won't redo it
-                    failed[r.partition] = min(failed.get(r.partition, r.offset), r.offset)
-                    log.warning("engine unavailable, will retry from offset %d: %s", r.offset, exc)
-                    return
-                out.extend(result)
+        def action() -> Outputs:
+            return self.processor.close(camera_id=camera_id, query_id=query_id, reason=reason)
 
-        try:
-            await asyncio.gather(*(one_camera(recs) for recs in by_camera.values()))
-        finally:
-            self.processor.drop_ahead()
-        if not self._still_owner(records, out):
-            return
-        self._produce(out, touched)
-        self._commit(records, failed)
-        if failed:
-            self.backoff_s = min(MAX_BACKOFF_S, max(0.5, self.backoff_s * 2))
-            self._status("running", reason=f"engine unavailable; retrying in {self.backoff_s:.1f}s")
-            self.stop.wait(self.backoff_s)
-        else:
-            self.backoff_s = 0.0
+        lane = self.lanes.get(camera_id)
+        if lane is None or not lane.active:
+            return action()
+        lane.queue.append(action)
+        return Outputs()
 
-    async def _one(
-        self, r: ConsumerRecord, touched: dict[str, int], peeked: tuple[FrameMeta, bytes] | None = None
-    ) -> Outputs:
+    async def _one(self, r: ConsumerRecord, peeked: tuple[FrameMeta, bytes] | None = None) -> Outputs:
         try:
             eos = None if peeked else decode_end_of_stream(r)
             if peeked:
@@ -202,43 +396,39 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             metrics.DEAD_LETTERED.inc()
             return Outputs()
         if eos is not None:
-            touched[eos.camera_id] = r.partition
             return await self.processor.finish(eos.camera_id, wall=eos.ts)
         self.camera_partition[meta.camera_id] = r.partition
-        touched[meta.camera_id] = r.partition
         return await self.processor.process(meta, jpeg, r.offset)
 
-    def _still_owner(self, records: list[ConsumerRecord], out: Outputs) -> bool:
-        """After the engine answered, before anything is produced: are these partitions still ours?
-
-        A worker paused mid-batch (SIGSTOP, a frozen VM) wakes up with answers for partitions the
-        group may have given to another worker meanwhile. Its lease (`bus.kafka.GroupLease`) says
-        whether the coordinator can have expelled it; if so, the batch is dropped unproduced and
-        uncommitted: the partitions' owner, now or after our rejoin, does it again.
-        """
-        if self.lease.held():
-            return True
+    async def _lease_lost(self) -> None:
+        """A lane found the group lease gone before sending (paused, or cut off): nothing unsent is
+        sent. A worker paused mid-frame (SIGSTOP, a frozen VM) wakes up with answers for partitions
+        the group may have given to another worker meanwhile; its lease (`bus.kafka.GroupLease`)
+        says whether the coordinator can have expelled it. The lanes stop, the cameras' state goes
+        back to their last checkpoint, and partitions still ours are read again from the first
+        record not settled (the new owner, if any, restores them itself)."""
+        self.lease_lost = False
         self.processor.counters["batches_dropped_lease_lost"] += 1
-        first: dict[int, int] = {}
-        for r in records:
-            first[r.partition] = min(first.get(r.partition, r.offset), r.offset)
-        # Trackers and cursors moved on with the dropped answers: back to the last checkpoint, and
-        # if the partitions stay ours the batch is read again (else the new owner restores them).
-        tps = [TopicPartition(self.topics.frames, p) for p in first]
-        self.on_partitions_revoked(tps)
-        still = [tp for tp in tps if tp in set(self.consumer.assignment())]
+        parts = {lane.partition for lane in self.lanes.values() if lane.partition >= 0}
+        parts |= {p for p in self.ledger.pending if self.ledger.pending[p]}
+        first = {p: o for p in parts if (o := self.ledger.commit_offset(p)) is not None}
+        await self._revoke(parts)
+        mine = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.topics.frames}
+        still = sorted(parts & mine)
         if still:
-            self._restore(still)
-            for tp in still:
-                self.consumer.seek(tp, first[tp.partition])
+            states = await self.loop.run_in_executor(
+                None, checkpoints.restore, self.bootstrap, self.producer, self.topics.analyzer_state, still
+            )
+            for cam, state in states.items():
+                self.processor.load_camera_state(cam, state)
+            for p in still:
+                if p in first:
+                    self.consumer.seek(TopicPartition(self.topics.frames, p), first[p])
         log.warning(
-            "group lease lost while working (paused or cut off): dropped a batch of %d frames with "
-            "%d events and %d summaries unproduced; the partitions' owner redoes it",
-            len(records),
-            len(out.events),
-            len(out.summaries),
+            "group lease lost while working (paused or cut off): dropped the unsent work of "
+            "partitions %s; the partitions' owner redoes it",
+            sorted(parts),
         )
-        return False
 
     def _current_owner(self, r: ConsumerRecord) -> bool:
         """False for a frame or marker a stale ingest owner published (counted); poison passes on
@@ -255,7 +445,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.processor.counters["skipped_stale_owner"] += 1
         return False
 
-    def _produce(self, out: Outputs, touched: dict[str, int]) -> None:
+    def _send(self, out: Outputs) -> None:
         who = [(PRODUCER_HEADER, self.worker.encode())]
         for e in out.events:
             self.producer.send(self.topics.detections, e.camera_id, e, headers=who)
@@ -263,29 +453,18 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         for s in out.summaries:
             self.producer.send(self.topics.summaries, s.camera_id, s, headers=who)
             metrics.summary(s.camera_id, s.query_id)
-        for cam, partition in touched.items():
-            checkpoints.write(
-                self.producer, self.topics.analyzer_state, partition, cam, self.processor.camera_state(cam)
-            )
-        self.producer.flush()
-
-    def _commit(self, records: list[ConsumerRecord], failed: dict[int, int]) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            nxt = failed.get(r.partition, r.offset + 1)
-            for cam, p in self.camera_partition.items():  # never commit past a frame an open window holds
-                held = self.processor.oldest_open_offset(cam) if p == r.partition else None
-                if held is not None:
-                    nxt = min(nxt, held)
-            offsets[tp] = OffsetAndMetadata(nxt, "", -1)
-        commit_offsets(self.consumer, offsets)
-        for p, offset in failed.items():
-            self.consumer.seek(TopicPartition(self.topics.frames, p), offset)
 
     def _maybe_status(self) -> None:
         if time.monotonic() - self._last_status >= STATUS_EVERY_S:
             self._status("running")
+            self._budget_status()
+
+    def _budget_status(self) -> None:
+        for update in budget_statuses(self.processor.governor, self._budgeted, self.worker):
+            try:
+                self.producer.send(self.topics.status, update.id, update)
+            except Exception:  # status is best effort
+                log.warning("budget status not sent", exc_info=True)
 
     def _status(self, state: Literal["running", "stopped", "failed"], reason: str = "") -> None:
         self._last_status = time.monotonic()

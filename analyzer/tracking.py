@@ -5,8 +5,14 @@ overlap from one sample to the next, so IoU association (made for 30 fps
 detectors) loses them. We associate by the distance between a track's
 *predicted* centre (constant velocity) and a detection's centre, measured in
 box sizes and widened with the time gap while a track has no velocity yet.
-Labels must match; sizes must be plausible; assignment is globally optimal
-(Hungarian). Everything is a function of media time, so replays are exact.
+Sizes must be plausible; assignment is globally optimal (Hungarian). Everything
+is a function of media time, so replays are exact.
+
+Labels are not identity: GLM names the same object differently from one answer to
+the next ("person in red", "people in red", "woman in a red coat"; a label-less
+answer is given the query text), so within a (camera, query) association is by
+where the object is and how it moves only. A track's label is what was said most
+often (the latest wording on a tie), kept for people to read.
 """
 
 from __future__ import annotations
@@ -53,6 +59,13 @@ class Track:
     last_emit_pts: float = 0.0
     last_emit_bbox: BBox = (0.0, 0.0, 0.0, 0.0)
     score: float | None = None
+    wordings: dict[str, int] = field(default_factory=dict)  # label -> times said (insertion = first said)
+
+    def said(self, label: str) -> None:
+        """Count a wording; the track's label becomes the most frequent one, the latest on a tie."""
+        self.wordings[label] = self.wordings.pop(label, 0) + 1  # re-inserted: latest is last
+        best = max(self.wordings.values())
+        self.label = [w for w, n in self.wordings.items() if n == best][-1]
 
 
 @dataclass(frozen=True)
@@ -141,8 +154,6 @@ class Tracker:
             px, py = px + t.vx * dt, py + t.vy * dt
             gate = self.config.max_dist + (0.0 if t.has_velocity else self.config.speed_gate * dt)
             for j, d in enumerate(dets):
-                if d.label != t.label:
-                    continue
                 ratio = (size(d.bbox) / size(t.bbox)) ** 2
                 if not (1 / self.config.max_area_ratio <= ratio <= self.config.max_area_ratio):
                     continue
@@ -160,7 +171,9 @@ class Tracker:
     def _open(self, det: Detection, pts: float, frame_id: int, wall: datetime, index: int) -> Track:
         tid = stable_id(self.camera_id, self.query_id, self.session, frame_id, index, det.label)[:13]
         w = wall.isoformat()
-        return Track(tid, det.label, pts, frame_id, w, det.bbox, det.bbox, pts, frame_id, w, score=det.score)
+        t = Track(tid, det.label, pts, frame_id, w, det.bbox, det.bbox, pts, frame_id, w, score=det.score)
+        t.said(det.label)
+        return t
 
     def _update(
         self, t: Track, det: Detection, pts: float, frame_id: int, wall: datetime
@@ -174,6 +187,7 @@ class Tracker:
             t.has_velocity = True
         t.bbox, t.last_pts, t.last_frame_id, t.last_wall = det.bbox, pts, frame_id, wall.isoformat()
         t.hits += 1
+        t.said(det.label)
         if det.score is not None:
             t.score = max(t.score or det.score, det.score)
         if not t.confirmed:

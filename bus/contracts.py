@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bus.fields import ID_PATTERN as ID_PATTERN  # re-exported: the API checks path ids with it
 from bus.fields import EntityId, Text
 from bus.rulespec import LineSpec, RuleSpec, ZoneSpec
+from configs.settings import Budget
 
 BBox = tuple[float, float, float, float]
 RecordMode = Literal["off", "continuous", "events"]
@@ -152,10 +153,11 @@ class Summary(Envelope):
 class StatusUpdate(Envelope):
     SCHEMA: ClassVar[str] = "sightline.status/1"
 
-    component: Literal["camera", "ingest", "analyzer", "sink", "api", "rules"]
+    # "budget": a camera's model-spend state, from the analyzer (state "budget" while degraded)
+    component: Literal["camera", "ingest", "analyzer", "sink", "api", "rules", "budget"]
     id: str = Field(description="camera_id for cameras, worker id otherwise")
     worker: str = ""
-    state: Literal["starting", "streaming", "reconnecting", "running", "stopped", "failed"]
+    state: Literal["starting", "streaming", "reconnecting", "running", "stopped", "failed", "budget"]
     reason: str = ""
     ts: datetime = Field(default_factory=utcnow)
     source_session: str = ""
@@ -181,6 +183,7 @@ class CameraSpec(Envelope):
     record: RecordMode | None = Field(
         None, description="live cameras: off, continuous or events (default: recording.mode)"
     )
+    budget: Budget | None = Field(None, description="model spend cap (default: analyzer.budget)")
 
 
 class QuerySpec(Envelope):
@@ -200,6 +203,8 @@ class QuerySpec(Envelope):
     describe: bool = Field(
         False, description="grounding: one sentence per tracked object (an engine call per track, counted)"
     )
+    budget: Budget | None = Field(None, description="model spend cap of this query on each camera")
+    priority: int = Field(0, ge=-100, le=100, description="under a camera budget, lower degrades first")
 
     def applies_to(self, camera_id: str) -> bool:
         return self.enabled and ("*" in self.cameras or camera_id in self.cameras)

@@ -93,6 +93,14 @@ class IngestConfig(_Section):
     )
 
 
+class Budget(_Section):
+    """What a camera or a query may spend on the model (unset = no cap); see analyzer.budget."""
+
+    tokens_per_hour: int | None = Field(None, ge=0, description="prompt + completion tokens per clock hour")
+    calls_per_minute: int | None = Field(None, ge=0, description="engine calls per clock minute")
+    money_per_day: float | None = Field(None, ge=0, description="in the engine's price currency per UTC day")
+
+
 class TrackingConfig(_Section):
     """How answers become tracks (`analyzer.tracking`): built for VLM sampling rates (0.5–2 fps)."""
 
@@ -115,6 +123,9 @@ class AnalyzerConfig(_Section):
     max_batch: int = Field(4, ge=1, le=64)
     max_wait_ms: int = Field(20, ge=0)
     tracking: TrackingConfig = TrackingConfig()
+    budget: Budget | None = Field(
+        None, description="default budget of every camera (a camera's own `budget` replaces it)"
+    )
     max_boxes_per_frame: int = Field(
         200, ge=1, le=10_000, description="boxes kept from one answer (first ones); the rest are counted"
     )

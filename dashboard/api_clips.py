@@ -27,6 +27,7 @@ from sinks.clips import (
     TrackBoxes,
     clip_gaps,
     dumps_gaps,
+    first_event_of_track,
     get_event,
     plan_from_file,
     plan_from_segments,
@@ -170,6 +171,15 @@ def camera_clip(
         raise unprocessable(["query", "start"], msg)
     data, result = _cut(plan, None)
     return _response(plan, data, result, f"{camera_id}-clip.mp4", False)
+
+
+@router.get("/api/tracks/{track_id}/first-event")
+def track_first_event(track_id: Id, state: Annotated[AppState, Depends(get_state)]) -> dict[str, str]:
+    """The track's first event: how a search hit (a track) opens the clip player."""
+    event_id = first_event_of_track(state.store, track_id)
+    if event_id is None:
+        raise HTTPException(404, "no such track")
+    return {"event_id": event_id}
 
 
 @router.get("/api/events/{event_id}/track")

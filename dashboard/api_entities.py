@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bus.camera_urls import SourceRefused, resolve
-from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec
+from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec, RecordMode
 from bus.redact import MASK, redact_text, redact_url
+from configs.settings import Budget
 from dashboard.auth import admin, viewer
 from dashboard.state import AppState, get_state, unprocessable
 
@@ -34,6 +35,8 @@ class CameraIn(_In):
     realtime: bool | None = None
     loop: bool = False
     keyframes_only: bool | None = None
+    record: RecordMode | None = Field(None, description="live cameras: off | continuous | events")
+    budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
 
 
 class CameraPatch(_In):
@@ -45,6 +48,8 @@ class CameraPatch(_In):
     realtime: bool | None = None
     loop: bool | None = None
     keyframes_only: bool | None = None
+    record: RecordMode | None = None
+    budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
 
 
 class CameraOut(BaseModel):
@@ -57,7 +62,12 @@ class CameraOut(BaseModel):
     realtime: bool | None
     loop: bool
     keyframes_only: bool | None
+    record: RecordMode | None = Field(None, description="null: the deployment's recording.mode")
+    budget: Budget | None = None
     status: dict[str, Any] | None = Field(None, description="the camera's latest StatusUpdate")
+    budget_status: dict[str, Any] | None = Field(
+        None, description="the analyzer's budget StatusUpdate: state `budget` while the camera is degraded"
+    )
 
 
 class QueryIn(_In):
@@ -70,6 +80,8 @@ class QueryIn(_In):
     stride_s: float | None = Field(None, gt=0, le=86400)
     thinking: bool = False
     enabled: bool = True
+    budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
+    priority: int = Field(0, ge=-100, le=100, description="under a camera budget, lower degrades first")
 
 
 class QueryPatch(_In):
@@ -80,15 +92,19 @@ class QueryPatch(_In):
     stride_s: float | None = Field(None, gt=0, le=86400)
     thinking: bool | None = None
     enabled: bool | None = None
+    budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
+    priority: int | None = Field(None, ge=-100, le=100)
 
 
 class QueryOut(QueryIn):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-def camera_out(cam: CameraSpec, status: dict[str, Any] | None) -> CameraOut:
+def camera_out(
+    cam: CameraSpec, status: dict[str, Any] | None, budget_status: dict[str, Any] | None = None
+) -> CameraOut:
     data = cam.model_dump(exclude={"schema_id"})
-    return CameraOut(**{**data, "url": redact_url(cam.url)}, status=status)
+    return CameraOut(**{**data, "url": redact_url(cam.url)}, status=status, budget_status=budget_status)
 
 
 def _check_scheme(state: AppState, url: str) -> None:
@@ -123,7 +139,8 @@ def _statuses(state: AppState) -> dict[str, dict[str, Any]]:
 @router.get("/api/cameras", response_model=list[CameraOut])
 def list_cameras(state: Annotated[AppState, Depends(get_state)]) -> list[CameraOut]:
     status = _statuses(state)
-    return [camera_out(c, status.get(c.id)) for c in state.store.cameras()]
+    budget = {s["id"]: s for s in state.store.statuses("budget")}
+    return [camera_out(c, status.get(c.id), budget.get(c.id)) for c in state.store.cameras()]
 
 
 @router.get(
@@ -133,7 +150,8 @@ def get_camera(camera_id: EntityPath, state: Annotated[AppState, Depends(get_sta
     cam = state.store.camera(camera_id)
     if cam is None:
         raise HTTPException(404, f"no camera {camera_id!r}")
-    return camera_out(cam, _statuses(state).get(camera_id))
+    budget = {s["id"]: s for s in state.store.statuses("budget")}
+    return camera_out(cam, _statuses(state).get(camera_id), budget.get(camera_id))
 
 
 @router.post("/api/cameras", response_model=CameraOut, status_code=201, dependencies=[admin])

@@ -251,6 +251,9 @@ class OpenAIEngine:
                 t0 = time.perf_counter()
                 try:
                     reply = await self._send(client, body, est_in, t0)
+                except asyncio.CancelledError:  # the caller gave up on this call (e.g. a prefetch)
+                    self.breaker.abandon()
+                    raise
                 except Retryable as exc:
                     last = f"{exc.kind}: {exc}"
                     self.breaker.failure()

@@ -38,6 +38,12 @@ class CircuitBreaker:
     def retry_in(self) -> float:
         return max(0.0, self.reset_s - (time.monotonic() - self.opened_at))
 
+    def abandon(self) -> None:
+        """The trial request was cancelled before it got an answer: it decided nothing, so the next
+        caller may try (otherwise a cancelled trial would keep the breaker half open for good)."""
+        if self.state is BreakerState.HALF_OPEN:
+            self._trial_out = False
+
     def success(self) -> None:
         self.state, self.consecutive, self._trial_out = BreakerState.CLOSED, 0, False
 

@@ -66,9 +66,8 @@ def plan_from_segments(
         # ones are taken whole: a segment begins with a keyframe, and dropping its first packets
         # because two segments overlap by a few milliseconds would break decoding.
         first = not pieces
-        pieces.append(
-            Piece(path, s.start_ts, start if first else s.start_ts - 1.0, end, (s.start_ts, s.end_ts))
-        )
+        span = (s.start_ts, s.end_ts)
+        pieces.append(Piece(path, s.start_ts, start if first else s.start_ts - 1.0, end, span, ours=True))
         cursor = max(cursor, s.end_ts)
     if end - cursor > tolerance_s:
         gaps.append((cursor, end, "not recorded (yet)"))
@@ -93,6 +92,27 @@ def get_event(store: Store, event_id: str) -> ObjectEvent | None:
     with store.engine.connect() as conn:
         payload = conn.execute(select(t.events.c.payload).where(t.events.c.event_id == event_id)).scalar()
     return None if payload is None else ObjectEvent.model_validate_json(payload)
+
+
+def first_event_of_track(store: Store, track_key: str) -> str | None:
+    """The first stored event of a track, by the track's key (what search hits and timelines name)."""
+    c = t.events.c
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(t.tracks.c.camera_id, t.tracks.c.query_id, t.tracks.c.track_id).where(
+                t.tracks.c.id == track_key
+            )
+        ).first()
+        if row is None:
+            return None
+        q = (
+            select(c.event_id)
+            .where(c.camera_id == row.camera_id, c.query_id == row.query_id, c.track_id == row.track_id)
+            .order_by(c.pts_s, c.seq)
+            .limit(1)
+        )
+        found = conn.execute(q).scalar()
+    return None if found is None else str(found)
 
 
 def track_events(store: Store, ev: ObjectEvent) -> list[ObjectEvent]:

@@ -61,6 +61,13 @@ function statusPill(status) {
   return el("span", { class: "pill " + (good ? "ok" : bad ? "bad" : ""), title: status.reason || "" }, status.state + fps);
 }
 
+function budgetBadge(b) {
+  // The analyzer's `budget` status of the camera: degraded (longer interval, smaller images, paused)
+  // until the budget's period rolls over. Hidden while within budget.
+  const on = !!b && b.state === "budget";
+  return el("span", { class: "budget", title: on ? b.reason : "", hidden: !on }, on ? `budget: ${b.reason}` : "");
+}
+
 function cameraCard(cam) {
   const img = el("img", { alt: `latest snapshot of ${cam.id}`, hidden: true });
   const noimg = el("div", { class: "noimg" }, "no snapshot yet");
@@ -77,6 +84,7 @@ function cameraCard(cam) {
   return el("div", { class: "card", "data-camera": cam.id },
     el("div", { class: "row between" }, el("strong", {}, cam.name || cam.id), statusPill(cam.status)),
     el("div", { class: "url" }, cam.url),
+    budgetBadge(cam.budget_status),
     img, noimg, canvas,
     el("div", { class: "row between" }, el("span", { class: "muted" }, cam.enabled ? "enabled" : "disabled"), del));
 }
@@ -91,7 +99,7 @@ async function loadCameras() {
     box.replaceChildren(el("p", { class: "muted" }, "No cameras yet: add one below."));
   } else {
     // Rebuild cards only when the cameras changed; otherwise update status in place (no image flicker).
-    const signature = JSON.stringify(state.cameras.map(({ status, ...spec }) => spec));
+    const signature = JSON.stringify(state.cameras.map(({ status, budget_status, ...spec }) => spec));
     if (signature !== state.signature) {
       state.signature = signature;
       box.replaceChildren(...state.cameras.map(cameraCard));
@@ -100,6 +108,8 @@ async function loadCameras() {
       state.cameras.forEach((c) => {
         const pill = document.querySelector(`.card[data-camera="${CSS.escape(c.id)}"] .pill`);
         if (pill) pill.replaceWith(statusPill(c.status));
+        const badge = document.querySelector(`.card[data-camera="${CSS.escape(c.id)}"] .budget`);
+        if (badge) badge.replaceWith(budgetBadge(c.budget_status));
       });
     }
     drawTimelines([...state.visible]);
@@ -287,6 +297,7 @@ $("#camera-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const d = formData(e.target);
   const body = { id: d.id, url: d.url, name: d.name || "", loop: d.loop === "on" };
+  if (d.record) body.record = d.record;  // empty: the deployment's recording.mode
   submitJson(e.target, "/api/cameras", body, loadCameras);
 });
 
@@ -323,7 +334,7 @@ $("#range").addEventListener("change", () => drawTimelines([...state.visible]));
 async function loadWorkers() {
   try {
     const all = await api("/api/status");
-    const workers = all.filter((s) => s.component !== "camera" && s.state !== "stopped");
+    const workers = all.filter((s) => s.component !== "camera" && s.component !== "budget" && s.state !== "stopped");
     $("#workers").replaceChildren(...workers.map((s) => {
       const pill = statusPill(s);
       pill.textContent = `${s.component} ${s.state}`;

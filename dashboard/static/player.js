@@ -114,3 +114,10 @@ for (const list of ["#feed tbody", "#alerts tbody"]) {
   });
 }
 window.openPlayer = openPlayer;
+// A search hit names a track: its first event opens the same player.
+window.openTrackPlayer = async (trackId) => {
+  try {
+    const r = await api(`/api/tracks/${encodeURIComponent(trackId)}/first-event`);
+    await openPlayer(r.event_id);
+  } catch (err) { $("#player").hidden = false; $("#player-info").textContent = `no clip: ${err.message}`; }
+};

@@ -17,6 +17,11 @@ function hitCard(h) {
     el("span", {}, h.description || h.text),
     el("span", { class: "pill" }, h.matched));
   card.addEventListener("click", () => openMoment(h));
+  if (h.kind === "track" && window.openTrackPlayer) {  // the clip player (player.js, issue 19)
+    const play = el("button", { type: "button", class: "link play" }, "▶ clip");
+    play.addEventListener("click", (e) => { e.stopPropagation(); window.openTrackPlayer(h.id); });
+    card.append(play);
+  }
   return card;
 }
 

@@ -43,6 +43,9 @@ class ColourSpec(_M):
     label: str = "person"
     min_area: int = Field(30, ge=1, description="pixels, in the image as received")
     head_ratio: float = Field(0.2, ge=0, description="extend the box upward by this share of its height")
+    # GLM names one object differently from answer to answer: the n-th answer labels this colour's
+    # boxes wordings[n % len] (None: a box without a label). Empty: always `label`.
+    wordings: tuple[str | None, ...] = ()
 
 
 Fault = Literal["hang", "malformed", "garbage", "empty_choices", "disconnect"]
@@ -68,6 +71,7 @@ class Scenario(_M):
     reasoning: Literal["inline", "reasoning_content", "reasoning"] = "inline"
     thinking_text: str = "Let me look at the image carefully before answering."
     latency_s: float = Field(0.0, ge=0)
+    latency_by_width: dict[int, float] = Field(default_factory=dict)  # extra latency per image width
     hang_s: float = Field(30.0, ge=0)
     video: bool = True  # accept video_url parts (vLLM/SGLang do; a 400 like a server without it otherwise)
     colours: tuple[ColourSpec, ...] = (ColourSpec(),)

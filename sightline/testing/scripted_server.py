@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -35,6 +35,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from glm45v_engine.accounting import estimate_text_tokens, prompt_tokens
 from glm45v_engine.prompts import HISTORY_MARKER, is_describe_prompt
 from sightline.testing.scripted_scenario import (
+    BoxSpec,
+    ColourSpec,
     Media,
     Scenario,
     Step,
@@ -95,7 +97,7 @@ def thinking_requested(body: dict[str, Any]) -> bool:
     return True  # GLM-4.5V thinks unless told not to
 
 
-def compose(sc: Scenario, step: Step | None, media: Media) -> tuple[str, str | None]:
+def compose(sc: Scenario, step: Step | None, media: Media, n: int = 0) -> tuple[str, str | None]:
     """(answer, thinking) for one request: the scripted step, or the mode's fallback."""
     if step is not None:
         answer = "\n".join(p for p in (step.text or "", render_boxes(step.boxes, sc.box_format)) if p)
@@ -107,9 +109,18 @@ def compose(sc: Scenario, step: Step | None, media: Media) -> tuple[str, str | N
             return colour_description(media, sc.colours), None
         if HISTORY_MARKER in media.text:
             return history_answer(media.text, sc.colours), None
-        boxes = find_blobs(media.images[0][1], wanted_colours(sc.colours, media.text)) if media.images else ()
+        wanted = wanted_colours(sc.colours, media.text)
+        boxes = find_blobs(media.images[0][1], wanted) if media.images else ()
+        boxes = tuple(_worded(b, wanted, n) for b in boxes)
         return (render_boxes(boxes, sc.box_format) if boxes else "none"), None
     return compose(sc, sc.default, media)
+
+
+def _worded(box: BoxSpec, colours: Sequence[ColourSpec], n: int) -> BoxSpec:
+    spec = next((c for c in colours if c.label == box.label and c.wordings), None)
+    if spec is None:
+        return box
+    return box.model_copy(update={"label": spec.wordings[n % len(spec.wordings)]})
 
 
 def build_app(state: ScriptState) -> FastAPI:
@@ -188,6 +199,9 @@ async def _answer(state: ScriptState, body: dict[str, Any], headers: dict[str, s
     if step and step.status >= 400:
         return _error(step.status, step.error)
     media = read_media(body, decode=sc.mode == "colour" and step is None)
+    by_width = max((sc.latency_by_width.get(w, 0.0) for w, _ in media.sizes), default=0.0)
+    if by_width:  # one camera's answers slow, another's fast: cameras told apart by frame width
+        await asyncio.sleep(by_width)
     if media.videos and not sc.video:
         # What a server without video support says (a 400, so the client can fall back to frames).
         return _error(400, "video_url content is not supported by this model/server")
@@ -199,7 +213,7 @@ async def _answer(state: ScriptState, body: dict[str, Any], headers: dict[str, s
         )
     if step and step.fault == "empty_choices":
         return JSONResponse({"id": "x", "object": "chat.completion", "choices": []})
-    answer, think = compose(sc, step, media)
+    answer, think = compose(sc, step, media, len(state.requests))
     if step and step.fault == "garbage":
         answer = "\x00]]}{[[<|begin_of_box|>[[12, 9x, ,]]<|end_of_box|> ��" + answer[:3]
     thinking = (think or sc.thinking_text) if thinking_requested(body) else None

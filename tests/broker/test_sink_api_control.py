@@ -83,6 +83,26 @@ def test_camera_and_query_lifecycle(client: TestClient, settings: Settings) -> N
     assert cam is not None and cam.url == url and cam.name == "Front door"
 
 
+def test_budgets_are_edited_through_the_api(client: TestClient, settings: Settings) -> None:
+    """Admin edits a camera's and a query's budget; the analyzer follows them on the control topic."""
+    budget = {"tokens_per_hour": 200000, "calls_per_minute": 30, "money_per_day": 5.0}
+    assert client.post("/api/cameras", json={"id": "yard", "url": "rtsp://10.0.0.8/s"}).status_code == 201
+    r = client.patch("/api/cameras/yard", json={"budget": budget})
+    assert r.status_code == 200 and r.json()["budget"] == budget
+    bad = client.patch("/api/cameras/yard", json={"budget": {"tokens_per_hour": -1}})
+    assert bad.status_code == 422
+    q = {"id": "car", "text": "cars", "budget": {"calls_per_minute": 6}, "priority": -5}
+    assert client.post("/api/queries", json=q).json()["priority"] == -5
+    r = client.patch("/api/queries/car", json={"budget": {"money_per_day": 1.5}})
+    assert r.json()["budget"] == {"tokens_per_hour": None, "calls_per_minute": None, "money_per_day": 1.5}
+    msgs = [m for _, m in _control(settings, 4)]
+    cams = [m.camera for m in msgs if m.camera is not None]
+    queries = [m.query for m in msgs if m.query is not None]
+    assert cams[-1].budget is not None and cams[-1].budget.tokens_per_hour == 200000
+    assert queries[-1].budget is not None and queries[-1].budget.money_per_day == 1.5
+    assert queries[-1].priority == -5
+
+
 def _publish_frames(settings: Settings, video: Path, camera_id: str, n: int) -> None:
     cap = cv2.VideoCapture(str(video))
     producer = Producer(settings.bus.bootstrap or "")

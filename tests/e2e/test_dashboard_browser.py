@@ -140,6 +140,17 @@ def test_dashboard_in_chromium(stack: tuple[Settings, str]) -> None:
             expect(card.locator("img")).to_be_visible(timeout=10_000)
             expect(canvas).to_have_attribute("data-summaries", "1", timeout=10_000)
             expect(card.locator(".pill")).to_have_text("streaming · 2.0 fps", timeout=10_000)
+            expect(card.locator(".budget")).to_be_hidden()  # within budget: nothing to show
+            producer = Producer(settings.bus.bootstrap or "")
+            reason = "camera tokens_per_hour at 81%: smaller_images"
+            producer.send(
+                topics.status,
+                "door",
+                StatusUpdate(component="budget", id="door", state="budget", reason=reason),
+            )
+            producer.flush()
+            producer.close()
+            expect(card.locator(".budget")).to_have_text(f"budget: {reason}", timeout=15_000)
             expect(page.locator("#summaries li")).to_contain_text("A person walks across the scene")
             expect(page.locator("#workers .pill").first).to_contain_text("sink running", timeout=10_000)
             tag = "" if not settings.api.api_keys else "-keys"

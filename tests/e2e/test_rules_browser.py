@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,6 +49,15 @@ def stack(
     stop.set()
     for w in workers:
         w.join(15)
+
+
+def _until(page: Any, expression: str, timeout_s: float) -> None:
+    """Poll a page expression. Not `wait_for_function`: that evals a string in the page, which the
+    dashboard's Content-Security-Policy (script-src 'self') rightly refuses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(250)
 
 
 def _walk_in(producer: Producer, topic: str, settings: Settings, track: str) -> None:
@@ -91,7 +101,7 @@ def test_draw_a_zone_save_a_rule_and_see_its_alert(stack: tuple[Settings, str]) 
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.goto(url + "/")
             expect(page.locator("#geo-camera option[value=door]")).to_have_count(1, timeout=30_000)
-            page.wait_for_function("document.querySelector('#geo-img').naturalWidth > 0", timeout=30_000)
+            _until(page, "document.querySelector('#geo-img').naturalWidth > 0", 30)
 
             # Draw the gate: four clicks on the snapshot, then save it as a zone.
             canvas = page.locator("#geo-canvas")
@@ -132,9 +142,10 @@ def test_draw_a_zone_save_a_rule_and_see_its_alert(stack: tuple[Settings, str]) 
             expect(row.first).to_be_visible(timeout=5_000)
             expect(row.first).to_contain_text("enter gate")
             expect(row.first.locator("td.sev-critical")).to_have_text("critical")
-            page.wait_for_function(
+            _until(
+                page,
                 "[...document.querySelectorAll('#alerts tbody tr img')].some((i) => i.naturalWidth > 0)",
-                timeout=10_000,
+                10,
             )
             page.screenshot(path=str(ARTIFACTS / "dashboard-rules.png"), full_page=True)
         finally:

@@ -296,6 +296,31 @@ def test_circuit_breaker_fails_fast_then_recovers(server: ScriptedServer) -> Non
     assert e.stats.by_error["circuit_open"] == 1
 
 
+def test_a_cancelled_half_open_trial_does_not_keep_the_breaker_shut(server: ScriptedServer) -> None:
+    """A caller may cancel a call (the analyzer cancels prefetched calls nobody will take); if that
+    call was the half-open trial, the next call must be allowed to try, not refused forever."""
+    server.set_scenario({"steps": [{"status": 500}, {"status": 500}, {"text": "none", "delay_s": 5.0}]})
+    e = engine(server, max_retries=0, breaker_failures=2, breaker_reset_s=0.2)
+
+    async def scenario() -> None:
+        try:
+            for _ in range(2):
+                with pytest.raises(EngineError, match="HTTP 500"):
+                    await e.ground([frame()], "people")
+            await asyncio.sleep(0.25)
+            trial = asyncio.ensure_future(e.ground([frame()], "people"))  # the trial hangs…
+            await asyncio.sleep(0.2)
+            trial.cancel()  # …and is cancelled by its caller
+            with pytest.raises(asyncio.CancelledError):
+                await trial
+            [g] = await e.ground([frame()], "people")  # another trial goes through and closes it
+            assert g.raw_text == "none" and str(e.breaker_state) == BreakerState.CLOSED.value
+        finally:
+            await e.aclose()
+
+    run(scenario())
+
+
 def test_concurrency_is_bounded(server: ScriptedServer) -> None:
     server.set_scenario({"latency_s": 0.15})
     e = engine(server, max_concurrency=2)

@@ -25,6 +25,7 @@ from dashboard.app import create_app
 from ingest.recorder import SegmentRecorder
 from sightline.samples import Figure
 from sightline.testing import messages as samples
+from sinks.eventwrite import track_key
 from sinks.evidence import verify_zip
 
 T0 = samples.T0.timestamp()
@@ -180,6 +181,9 @@ def test_event_clip_annotated_draws_the_interpolated_box(
 
     assert red(frames[25].to_ndarray(format="bgr24")) > 0.8
     assert red(_decode(plain.content)[40].to_ndarray(format="bgr24")) < 0.2  # same instant, no box
+    key = track_key("door", "red", "t1")  # what a search hit names
+    assert client.get(f"/api/tracks/{key}/first-event").json() == {"event_id": events[0].event_id}
+    assert client.get("/api/tracks/no-such-track/first-event").status_code == 404
     track = client.get(f"/api/events/{mid.event_id}/track").json()
     whole = client.get(f"/api/events/{mid.event_id}/clip", params={"span": "track"})
     assert track["clip_origin"] == pytest.approx(float(whole.headers["x-sightline-clip-origin"]))
@@ -243,3 +247,21 @@ def test_a_segment_path_outside_the_recordings_directory_is_a_gap_not_a_file(
     )
     assert r.status_code == 404  # nothing readable: the only segment was refused
     assert "outside" in json.dumps(r.json())
+
+
+def test_a_file_camera_whose_codec_mp4_cannot_hold_is_re_encoded_not_a_server_error(
+    vtest: Path, tmp_path: Path
+) -> None:
+    """vtest.avi (the demo's camera) is MS-MPEG4 in AVI: copying its packets into MP4 is refused."""
+    from sinks.clipcut import Piece, remux
+
+    with av.open(str(vtest)) as c:
+        assert c.streams.video[0].codec_context.name.startswith("msmpeg4")
+    out = tmp_path / "clip.mp4"
+    result = remux([Piece(vtest, 0.0, 2.0, 5.0, (2.0, 5.0))], out)
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = list(c.decode(stream))
+    assert result.origin == 2.0 and result.frames == len(frames)
+    assert 2.5 <= len(frames) / 10.0 <= 3.1  # vtest is 10 fps: about 3 s of it

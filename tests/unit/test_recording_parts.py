@@ -58,3 +58,14 @@ def test_a_file_cameras_event_clip_comes_from_the_file_on_media_time(
         assert not list((Path(client.app.state.sightline.settings.data_dir) / "recordings").glob("*"))  # type: ignore[attr-defined]
         far = client.get("/api/cameras/lobby/clip", params={"start_s": 100, "end_s": 110})
         assert far.status_code == 404
+
+
+def test_the_api_takes_and_shows_a_cameras_recording_mode() -> None:
+    from dashboard.api_entities import CameraIn, CameraPatch, camera_out
+
+    body = CameraIn.model_validate({"id": "door", "url": "rtsp://cam.local/s", "record": "events"})
+    spec = CameraSpec.model_validate(body.model_dump())
+    assert spec.record == "events" and camera_out(spec, None).record == "events"
+    assert CameraPatch.model_validate({"record": "off"}).model_dump(exclude_unset=True) == {"record": "off"}
+    with pytest.raises(ValueError):
+        CameraIn.model_validate({"id": "door", "url": "rtsp://cam.local/s", "record": "sometimes"})

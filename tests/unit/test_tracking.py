@@ -75,13 +75,64 @@ def test_two_walkers_crossing_keep_their_identities(fps: float) -> None:
         assert xs == sorted(xs) or xs == sorted(xs, reverse=True), xs
 
 
-def test_labels_gate_association() -> None:
+WORDINGS = ["person in red", "people in red", "woman in a red coat", "people in red", "people in red"]
+
+
+def test_a_new_wording_of_the_same_object_is_the_same_track() -> None:
+    """GLM names one object differently answer to answer: one track, one start, one end."""
+    tracker = Tracker("cam", "q", TrackingConfig(min_hits=2, max_missing_s=1.5))
+    events: list[TrackEvent] = []
+    for i in range(17):  # 8 s at 2 fps, the wording changes every answer
+        t = i / 2
+        box = walker(t)
+        dets = [Detection(WORDINGS[i % len(WORDINGS)], box)] if box else []
+        events += tracker.step(t, i, T0 + timedelta(seconds=t), dets, "s", (W, H))
+    events += tracker.close_all(T0, "end of stream")
+    assert [e.phase for e in events].count("start") == 1
+    assert [e.phase for e in events].count("end") == 1
+    assert len({e.track_id for e in events}) == 1
+    assert events[-1].label == "people in red"  # the most frequent wording, not the first
+
+
+def test_label_is_the_most_frequent_wording_latest_on_a_tie() -> None:
     tracker = Tracker("cam", "q", TrackingConfig(min_hits=1))
     box = (100.0, 100.0, 180.0, 300.0)
     tracker.step(0.0, 0, T0, [Detection("person", box)], "s", (W, H))
-    ev = tracker.step(0.5, 1, T0, [Detection("dog", box)], "s", (W, H))
-    assert [e.phase for e in ev] == ["start"]  # a new track, not an update of the person
-    assert len(tracker.tracks) == 2
+    tracker.step(0.5, 1, T0, [Detection("dog", box)], "s", (W, H))
+    assert len(tracker.tracks) == 1 and tracker.tracks[0].label == "dog"  # a tie: the latest
+    tracker.step(1.0, 2, T0, [Detection("person", box)], "s", (W, H))
+    tracker.step(1.5, 3, T0, [Detection("dog", box)], "s", (W, H))
+    tracker.step(2.0, 4, T0, [Detection("person", box)], "s", (W, H))
+    assert tracker.tracks[0].label == "person"  # 3 against 2
+
+
+def test_two_objects_side_by_side_with_swapping_wordings_stay_two_tracks() -> None:
+    tracker = Tracker("cam", "q", TrackingConfig(min_hits=2, max_missing_s=1.5))
+    events: list[TrackEvent] = []
+    names = ["person in red", "people in red"]
+    for i in range(17):
+        t = i / 2
+        a, b = walker(t, y=300.0), walker(t, y=520.0)  # two walkers one body height apart
+        assert a and b
+        dets = [Detection(names[i % 2], a), Detection(names[(i + 1) % 2], b)]
+        events += tracker.step(t, i, T0 + timedelta(seconds=t), dets, "s", (W, H))
+    events += tracker.close_all(T0, "end of stream")
+    assert [e.phase for e in events].count("start") == 2 and [e.phase for e in events].count("end") == 2
+    for tid in {e.track_id for e in events}:  # each track stays on its own row
+        ys = {round((e.bbox[1] + e.bbox[3]) / 2) for e in events if e.track_id == tid}
+        assert len(ys) == 1, ys
+
+
+def test_old_checkpoints_without_wordings_load() -> None:
+    tracker = Tracker("cam", "q", TrackingConfig(min_hits=1))
+    tracker.step(0.0, 0, T0, [Detection("person", (100.0, 100.0, 180.0, 300.0))], "s", (W, H))
+    state = tracker.to_state()
+    for t in state["tracks"]:
+        del t["wordings"]
+    other = Tracker("cam", "q", TrackingConfig(min_hits=1))
+    other.load_state(state)
+    other.step(0.5, 1, T0, [Detection("people", (100.0, 100.0, 180.0, 300.0))], "s", (W, H))
+    assert len(other.tracks) == 1 and other.tracks[0].label == "people"
 
 
 def test_single_hit_flicker_never_starts_a_track() -> None:
