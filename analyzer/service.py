@@ -56,7 +56,7 @@ from lifecycle.process import require_bootstrap, worker_id
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 5.0
 MAX_BACKOFF_S = 30.0
-POLL_MS = 100
+POLL_MS = 1000  # returns as soon as records arrive; a short poll can make kafka-python re-join
 MAX_QUEUED = 128  # records waiting in lanes before the worker stops polling
 SETTLE_EVERY = 8  # a busy lane checkpoints at least every this many records
 SETTLE_S = 0.05  # flush + commit at most this often
