@@ -235,7 +235,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                     if not isinstance(item, Peeked):
                         raise
                     lane.busy = False
-                    if not self.lease.held():
+                    if not await self._lease_settled():
                         self.lease_lost = True  # nothing is sent: see _lease_lost
                         return
                     self._send(exc.partial)  # what did succeed has moved state on: a retry won't redo it
@@ -245,7 +245,7 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                     return
                 finally:
                     lane.busy = False
-                if not self.lease.held():
+                if not await self._lease_settled():
                     self.lease_lost = True  # nothing is sent: see _lease_lost
                     return
                 self._send(out)
@@ -259,6 +259,22 @@ class AnalyzerWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         finally:
             if not lane.queue:
                 self.processor.drop_ahead(lane.camera_id)
+
+    async def _lease_settled(self) -> bool:
+        """Whether sending is safe. A lapsed lease is waited out while the group decides: a broker
+        outage ends with the lease answered again (send, nothing redone), an expulsion ends with
+        the partitions revoked or lost, which cancels this lane before it sends anything. Only a
+        stop gives up waiting (then `_lease_lost` drops the unsent work)."""
+        if self.lease.held():
+            return True
+        log.warning(
+            "group lease lapsed while working (paused or cut off): waiting for the group before sending"
+        )
+        while not self.lease.held():
+            if self.stop.is_set():
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     def _checkpoint(self, lane: Lane) -> None:
         if lane.dirty and lane.partition >= 0:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 class OwnerGate(Protocol):
     def epoch(self, camera_id: str) -> int | None: ...
+    def wait_epoch(self, camera_id: str) -> int | None: ...
 
 
 class KafkaFramePublisher:
@@ -40,16 +41,19 @@ class KafkaFramePublisher:
         self.gate = gate
         self.worker = worker
 
-    def _epoch(self, camera_id: str) -> int | None:
+    def _epoch(self, camera_id: str, wait: bool = False) -> int | None:
+        """The owner epoch to stamp, or None (dropped, counted). Frames and end-of-stream `wait`
+        while only the lease is in doubt: they come from the camera's publisher thread, whose
+        bounded queue (and a file's decoder behind it) waits with them."""
         if self.gate is None:
             return -1
-        epoch = self.gate.epoch(camera_id)
+        epoch = self.gate.wait_epoch(camera_id) if wait else self.gate.epoch(camera_id)
         if epoch is None:
             metrics.DROPS.labels(metrics.cam(camera_id), "not_owner").inc()
         return epoch
 
     def frame(self, meta: FrameMeta, jpeg: bytes) -> None:
-        epoch = self._epoch(meta.camera_id)
+        epoch = self._epoch(meta.camera_id, wait=True)
         if epoch is None:
             return
         meta = meta.model_copy(update={"owner": self.worker, "owner_epoch": epoch})
@@ -68,7 +72,7 @@ class KafkaFramePublisher:
         self.producer.send(self.topics.status, update.id, update)
 
     def end_of_stream(self, eos: EndOfStream) -> None:
-        epoch = self._epoch(eos.camera_id)
+        epoch = self._epoch(eos.camera_id, wait=True)
         if epoch is None:
             return
         self.producer.send_end_of_stream(self.topics.frames, eos.model_copy(update={"owner_epoch": epoch}))

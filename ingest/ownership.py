@@ -171,6 +171,21 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
             return None
         return epoch
 
+    def wait_epoch(self, camera_id: str, poll_s: float = 0.05) -> int | None:
+        """Like `epoch`, but while the camera's slot is still ours and only the lease has run out
+        (a broker outage, a slow rejoin), wait for the group to settle instead of dropping: a frame
+        of a file must not be lost to an outage the broker recovers from. None once the slot is
+        gone (revoked or lost) or the process is closing."""
+        while not self._closing.is_set():
+            with self._lock:
+                epoch = self._owned.get(self.slot(camera_id))
+            if epoch is None:
+                return None
+            if self.lease_held():
+                return epoch
+            time.sleep(poll_s)
+        return None
+
     def lease_held(self) -> bool:
         return self.lease.held()
 
