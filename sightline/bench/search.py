@@ -221,7 +221,7 @@ def bench_sqlite(
     n: int, batch: int, plan: list[tuple[str, dict[str, Any]]], brute_n: int, work: Path, settings: Settings
 ) -> dict[str, Any]:
     from sinks.search import open_search
-    from sinks.search_rank import index_cache
+    from sinks.search_vectors import index_cache
     from sinks.store import Store
 
     store = Store(f"sqlite:///{work}/bench.db")
@@ -245,6 +245,7 @@ def bench_sqlite(
         "tracks_per_s": round(n / write_s, 1),
         "db_mb": round((work / "bench.db").stat().st_size / 2**20, 1),
         "vector_matrix_mb": round(cache.n * cache.dim * 4 / 2**20, 1),
+        "ann_graph_mb": round(cache.ann.memory_bytes() / 2**20, 1) if cache.ann is not None else None,
         "rss_growth_mb_at_first_query": round(rss_mb() - rss0, 1),
         **q,
     }
