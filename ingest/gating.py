@@ -97,7 +97,8 @@ class Gate:
 
 
 class MotionGate(Gate):
-    """Changed-area fraction between consecutive sampled frames, on a small blurred grey image."""
+    """Changed-area fraction between consecutive sampled frames, on a small blurred grey image,
+    after taking out a change of the whole picture's brightness (lighting is not motion)."""
 
     name: GateName = "motion"
 
@@ -113,7 +114,10 @@ class MotionGate(Gate):
         if prev is None or prev.shape != cur.shape:
             self._changed = None
             return 0.0
-        self._changed = np.abs(cur - prev) > PIXEL_DELTA
+        diff = cur - prev
+        # A light switched or flickering shifts every pixel alike: that is not motion. The median
+        # change is the shift (most of a picture does not move); motion is change beyond it.
+        self._changed = np.abs(diff - float(np.median(diff))) > PIXEL_DELTA
         return float(np.mean(self._changed))
 
     def triggered(self, score: float | None) -> bool:

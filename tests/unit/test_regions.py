@@ -251,3 +251,22 @@ def test_a_track_outside_the_view_is_held_until_a_whole_frame_looks_again() -> N
     assert not t.step(6.5, 13, T0, [], "s1", SIZE)
     [end] = t.step(7.0, 14, T0, [], "s1", SIZE)  # …2 s after the last time it could be seen
     assert end.phase == "end" and end.pts_s == 0.0  # last *seen* at 0 s, as before
+
+
+def test_a_change_of_light_is_not_motion_but_a_block_moving_through_it_is() -> None:
+    gate = MotionGate(heartbeat_s=1000.0, threshold=0.01)
+    bg = np.tile(np.linspace(60, 180, 640, dtype=np.float32), (360, 1))
+
+    def frame(shift: float, x: int | None = None) -> av.VideoFrame:
+        img = np.clip(bg + shift, 0, 255).astype(np.uint8)
+        if x is not None:
+            img[100:200, x : x + 50] = 250
+        return av.VideoFrame.from_ndarray(np.dstack([img] * 3), format="bgr24").reformat(format="yuv420p")
+
+    gate.decide(frame(0.0), 0.0)
+    d = gate.decide(frame(25.0), 0.5)  # the light goes up by 25 grey levels everywhere
+    assert not d.publish and d.score == 0.0
+    d = gate.decide(frame(0.0, x=300), 1.0)  # and down again while a block appears
+    assert d.publish and d.regions is not None and len(d.regions) == 1
+    x1, _, x2, _ = d.regions[0]
+    assert 280 <= x1 * 640 <= 300 and 350 <= x2 * 640 <= 370
