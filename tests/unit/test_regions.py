@@ -270,3 +270,31 @@ def test_a_change_of_light_is_not_motion_but_a_block_moving_through_it_is() -> N
     assert d.publish and d.regions is not None and len(d.regions) == 1
     x1, _, x2, _ = d.regions[0]
     assert 280 <= x1 * 640 <= 300 and 350 <= x2 * 640 <= 370
+
+
+def test_prefetched_calls_send_the_same_crops_as_in_order_processing() -> None:
+    def make() -> tuple[FrameProcessor, SceneEngine]:
+        engine = SceneEngine()
+        control = ControlState()
+        q = QuerySpec(id="g", text="person", regions=Regions(enabled=True, full_frame_every_s=3.0))
+        control.apply(ControlMessage(op="upsert", kind="query", id=q.id, query=q))
+        return FrameProcessor(engine, AnalyzerConfig(), control, skip_stale=False), engine  # type: ignore[arg-type]
+
+    def region(i: int) -> tuple[tuple[float, float, float, float], ...]:
+        x = 20.0 + 10 * i
+        return (((x - 10) / 640, WALKER_Y[0] / 360, (x + 30) / 640, WALKER_Y[1] / 360),)
+
+    async def run(prefetch: bool) -> tuple[list[tuple[int, int]], list[str]]:
+        p, engine = make()
+        batch = [(frame_meta(i, region(i) if i % 5 else ()), JPEG) for i in range(14)]
+        if prefetch:
+            p.prefetch(batch)
+        events = []
+        for m, jpeg in batch:
+            events += [e.event_id for e in (await p.process(m, jpeg)).events]
+        p.drop_ahead()
+        return engine.sizes, events
+
+    plain, ahead = asyncio.run(run(False)), asyncio.run(run(True))
+    assert sorted(ahead[0]) == sorted(plain[0]) and ahead[1] == plain[1]
+    assert (640, 360) in plain[0] and len(set(plain[0])) > 1  # whole frames and crops both
