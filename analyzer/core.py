@@ -145,7 +145,10 @@ class FrameProcessor:
                     tasks.append(self._summarize(q, meta.camera_id, window))
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
                 self._skip("already_processed", meta.camera_id)
-            elif self._due(q, meta, self.last_call) and not (budget := self._budget(q, meta)).paused:
+            elif (
+                self._due(q, meta, self.last_call)
+                and not (budget := self._budget(q, meta, self._crops(q, meta, self.last_full))).paused
+            ):
                 self._drop_older_ahead((meta.camera_id, q.id), meta)
                 ahead = ((meta.camera_id, q.id), meta.source_session, meta.frame_id)
                 call = self._ahead.pop(ahead, None)
@@ -210,11 +213,11 @@ class FrameProcessor:
                     continue
                 if self.cursors.get(key, Cursor()).covers(meta) or not self._due(q, meta, last_call):
                     continue
-                budget = self._budget(q, meta)
+                crops = self._crops(q, meta, last_full)
+                budget = self._budget(q, meta, crops)
                 if budget.paused:
                     continue
                 last_call[key] = self._planned[key] = (meta.source_session, meta.pts_s)
-                crops = self._crops(q, meta, last_full)
                 if crops is None and self._regions(q, meta.camera_id).enabled:
                     last_full[key] = self._planned_full[key] = (meta.source_session, meta.pts_s)
                 frame = frame or _frame(meta, jpeg)
@@ -256,12 +259,18 @@ class FrameProcessor:
             return None
         return rg.plan_crops(meta.motion_regions, (meta.encoded_width, meta.encoded_height), cfg)
 
-    def _budget(self, q: QuerySpec, meta: FrameMeta) -> Decision:
-        """The budget level for a call about this frame (analyzer.budget), from its expected cost."""
+    def _budget(self, q: QuerySpec, meta: FrameMeta, crops: tuple[rg.Rect, ...] | None = None) -> Decision:
+        """The budget level for a call about this frame (analyzer.budget), from its expected cost:
+        the whole frame's, or its crops' (one image and one prompt each) when regions send crops."""
         camera = self.control.cameras.get(meta.camera_id)
         st = self.engine.stats  # answers as long as the engine's so far, at the price charged so far
         out = st.tokens_out // st.calls if st.calls else 0
-        tokens = accounting.prompt_tokens([(meta.encoded_width, meta.encoded_height)], [q.text]) + out
+        sizes = (
+            [(r[2] - r[0], r[3] - r[1]) for r in crops]
+            if crops
+            else [(meta.encoded_width, meta.encoded_height)]
+        )
+        tokens = sum(accounting.prompt_tokens([size], [q.text]) + out for size in sizes)
         price = st.cost / (st.tokens_in + st.tokens_out) if st.tokens_in + st.tokens_out else 0.0
         peers = [p for p in self.control.queries_for(meta.camera_id) if p.kind == "grounding"]
         decision = self.governor.decide(

@@ -298,3 +298,15 @@ def test_prefetched_calls_send_the_same_crops_as_in_order_processing() -> None:
     plain, ahead = asyncio.run(run(False)), asyncio.run(run(True))
     assert sorted(ahead[0]) == sorted(plain[0]) and ahead[1] == plain[1]
     assert (640, 360) in plain[0] and len(set(plain[0])) > 1  # whole frames and crops both
+
+
+def test_the_budget_expects_the_cost_of_the_crops_not_of_the_whole_frame() -> None:
+    from configs.settings import Budget
+
+    control = ControlState()
+    q = QuerySpec(id="g", text="person", budget=Budget(tokens_per_hour=300), regions=Regions(enabled=True))
+    control.apply(ControlMessage(op="upsert", kind="query", id=q.id, query=q))
+    p = FrameProcessor(SceneEngine(), AnalyzerConfig(), control, skip_stale=False)  # type: ignore[arg-type]
+    m = frame_meta(1, ((0.1, 0.4, 0.15, 0.7),))
+    assert p._budget(q, m).paused  # a 640x360 frame is ~380 prompt tokens: over the cap alone
+    assert not p._budget(q, m, ((0, 0, 224, 224),)).paused  # a 224 px crop is ~145
