@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bus.fields import ID_PATTERN as ID_PATTERN  # re-exported: the API checks path ids with it
 from bus.fields import EntityId, Text
 from bus.rulespec import LineSpec, RuleSpec, ZoneSpec
-from configs.settings import Budget
+from configs.settings import Budget, Regions
 
 BBox = tuple[float, float, float, float]
 RecordMode = Literal["off", "continuous", "events"]
@@ -84,6 +84,12 @@ class FrameMeta(Envelope):
     encoded_height: int = Field(gt=0)
     keyframe: bool = False
     motion_score: float | None = None
+    motion_regions: tuple[tuple[float, float, float, float], ...] | None = Field(
+        None,
+        max_length=64,
+        description="where the picture changed since the previous sampled frame: [x1,y1,x2,y2] as 0..1 "
+        "fractions of the frame, from the motion gate; () = nothing moved, null = not measured",
+    )
     sampled_reason: Literal["sample", "motion", "scene_change", "heartbeat", "keyframe", "first"] = "sample"
     live: bool = Field(True, description="paced like a camera; false for a file played as fast as possible")
     owner: str = Field("", description="the ingest worker that published it")
@@ -195,6 +201,9 @@ class CameraSpec(Envelope):
         None, description="live cameras: off, continuous or events (default: recording.mode)"
     )
     budget: Budget | None = Field(None, description="model spend cap (default: analyzer.budget)")
+    regions: Regions | None = Field(
+        None, description="send moving regions, not whole frames (default: analyzer.regions)"
+    )
 
 
 class QuerySpec(Envelope):
@@ -216,6 +225,9 @@ class QuerySpec(Envelope):
     )
     budget: Budget | None = Field(None, description="model spend cap of this query on each camera")
     priority: int = Field(0, ge=-100, le=100, description="under a camera budget, lower degrades first")
+    regions: Regions | None = Field(
+        None, description="send moving regions, not whole frames (default: the camera's)"
+    )
 
     def applies_to(self, camera_id: str) -> bool:
         return self.enabled and ("*" in self.cameras or camera_id in self.cameras)

@@ -182,9 +182,8 @@ def test_retention_removes_what_it_indexed(store: Store) -> None:
     assert key("walker") not in ids(store.search.search("someone wearing red"))
 
 
+@pytest.mark.parametrize("search_store_url", ["postgresql"], indirect=True)
 def test_postgresql_uses_pgvector_and_hnsw(store: Store) -> None:
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only")
     assert store.search is not None and store.search.vectors == "pgvector"
     history(store)
     with store.engine.connect() as conn:
