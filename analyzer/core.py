@@ -145,23 +145,22 @@ class FrameProcessor:
                     tasks.append(self._summarize(q, meta.camera_id, window))
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
                 self._skip("already_processed", meta.camera_id)
-            elif (
-                self._due(q, meta, self.last_call)
-                and not (budget := self._budget(q, meta, self._crops(q, meta, self.last_full))).paused
-            ):
+            elif self._due(q, meta, self.last_call) and (plan := self._plan(q, meta, self.last_full)):
+                crops, budget = plan
                 self._drop_older_ahead((meta.camera_id, q.id), meta)
                 ahead = ((meta.camera_id, q.id), meta.source_session, meta.frame_id)
                 call = self._ahead.pop(ahead, None)
-                crops = self._ahead_crops.pop(ahead, None)
                 if call is None:
-                    crops = self._crops(q, meta, self.last_full)
                     frame = frame or _frame(meta, jpeg)
                     call = asyncio.ensure_future(self._call(q, frame, budget.image_factor, crops))
+                else:  # what the prefetched call was sent with
+                    crops = self._ahead_crops.pop(ahead, None)
                 tasks.append(self._ground(q, meta, call, jpeg, crops))
-            else:  # not due, or the budget paused the query until its period rolls over
-                paused = self.governor.levels.get((meta.camera_id, q.id), NORMAL).paused
+            else:  # not due, or the budget allows no call (paused, or regions only and nothing moved)
+                by_budget = self.governor.levels.get((meta.camera_id, q.id), NORMAL).regions_only
                 self._skip(
-                    "budget" if paused and self._due(q, meta, self.last_call) else "interval", meta.camera_id
+                    "budget" if by_budget and self._due(q, meta, self.last_call) else "interval",
+                    meta.camera_id,
                 )
                 tracker = self.tracker((meta.camera_id, q.id))
                 out.events += self._events(q, meta, tracker.expire(meta.pts_s, meta.frame_id, meta.wall_ts))
@@ -213,10 +212,10 @@ class FrameProcessor:
                     continue
                 if self.cursors.get(key, Cursor()).covers(meta) or not self._due(q, meta, last_call):
                     continue
-                crops = self._crops(q, meta, last_full)
-                budget = self._budget(q, meta, crops)
-                if budget.paused:
+                plan = self._plan(q, meta, last_full)
+                if plan is None:
                     continue
+                crops, budget = plan
                 last_call[key] = self._planned[key] = (meta.source_session, meta.pts_s)
                 if crops is None and self._regions(q, meta.camera_id).enabled:
                     last_full[key] = self._planned_full[key] = (meta.source_session, meta.pts_s)
@@ -249,15 +248,33 @@ class FrameProcessor:
         return q.regions or (camera.regions if camera else None) or self.config.regions
 
     def _crops(
-        self, q: QuerySpec, meta: FrameMeta, last_full: dict[Key, tuple[str, float]]
+        self, q: QuerySpec, meta: FrameMeta, last_full: dict[Key, tuple[str, float]], *, only: bool = False
     ) -> tuple[rg.Rect, ...] | None:
-        """The crops of the JPEG to send for this call (analyzer.regions), or None: the whole frame."""
+        """The crops of the JPEG to send for this call (analyzer.regions), or None: the whole frame.
+        `only` (budget level regions_only): crops of what moved whatever the settings say, never
+        the whole frame for its schedule or its size; None then means there is nothing to crop."""
         cfg = self._regions(q, meta.camera_id)
-        if not cfg.enabled or rg.whole_frame_due(
+        if only:
+            cfg = cfg.model_copy(update={"full_frame_above": 1.0})
+        elif not cfg.enabled or rg.whole_frame_due(
             last_full.get((meta.camera_id, q.id)), meta.source_session, meta.pts_s, cfg.full_frame_every_s
         ):
             return None
         return rg.plan_crops(meta.motion_regions, (meta.encoded_width, meta.encoded_height), cfg)
+
+    def _plan(
+        self, q: QuerySpec, meta: FrameMeta, last_full: dict[Key, tuple[str, float]]
+    ) -> tuple[tuple[rg.Rect, ...] | None, Decision] | None:
+        """The crops and the budget level of a due call about this frame, or None: no call (paused,
+        or regions only and nothing moved)."""
+        crops = self._crops(q, meta, last_full)
+        budget = self._budget(q, meta, crops)
+        if budget.regions_only:  # level 3 (or paused at the whole frame's price): crops, priced as such
+            crops = self._crops(q, meta, last_full, only=True)
+            if crops is None:
+                return None
+            budget = self._budget(q, meta, crops)
+        return None if budget.paused else (crops, budget)
 
     def _budget(self, q: QuerySpec, meta: FrameMeta, crops: tuple[rg.Rect, ...] | None = None) -> Decision:
         """The budget level for a call about this frame (analyzer.budget), from its expected cost:
