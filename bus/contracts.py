@@ -7,6 +7,7 @@ can refuse what it does not understand. Frame pixels travel as JPEG bytes; their
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -25,9 +26,19 @@ RecordMode = Literal["off", "continuous", "events"]
 ID_NAMESPACE = uuid.UUID("6f1d9c2e-5b7a-4e0f-9a43-2c8d7e15b0a1")
 
 
+_NAMESPACE_BYTES = ID_NAMESPACE.bytes
+
+
 def stable_id(*parts: object) -> str:
-    """Deterministic id: a redelivered input yields the same id."""
-    return str(uuid.uuid5(ID_NAMESPACE, "|".join(str(p) for p in parts)))
+    """Deterministic id: a redelivered input yields the same id.
+
+    `str(uuid.uuid5(ID_NAMESPACE, "|".join(parts)))`, written out (SHA-1 of namespace + name,
+    version 5, RFC 4122 variant): the same string at under half the cost, which counts where
+    every alert and event gets one (the rules bench raises one alert per four events)."""
+    h = hashlib.sha1(
+        _NAMESPACE_BYTES + "|".join([str(p) for p in parts]).encode(), usedforsecurity=False
+    ).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def utcnow() -> datetime:
