@@ -12,8 +12,11 @@ A query is answered
 - exactly otherwise: one product of the query with the rows the filters keep (a camera or a
   day of a million tracks is ~30,000 rows: a few milliseconds), or with all rows (small stores).
 
-The graph and the cache's arrays are saved next to the database file after large refreshes,
-so a restarted reader reads only what changed since (`<db>.search-vectors.npz` and `.usearch`).
+A new graph over more than `BACKGROUND_ROWS` vectors (a first query on a big store, or after a
+reindex) is built in a thread — minutes for a million on a busy machine — while queries are
+answered exactly. The graph and the cache's arrays are saved next to the database file after
+large refreshes and when a graph is complete, so a restarted reader reads only what changed
+since (`<db>.search-vectors.npz` and `.usearch`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ ANN_MIN_ROWS = 20_000  # below this an exact product is ~1 ms: no graph is kept
 EXACT_ROWS = 60_000  # a filter keeping at most this many rows is scored exactly over them
 ANN_MAX_K = 20_000  # never ask the graph for more neighbours than this (then: exact)
 SAVE_EVERY = 50_000  # vectors read since the last save that make the next save worth its time
+BACKGROUND_ROWS = 50_000  # a new graph over more vectors is built in a thread (exact meanwhile)
 FILTER_COLUMNS = ("camera_id", "query_id", "label")
 
 _CACHES: dict[int, VectorCache] = {}
@@ -73,6 +77,7 @@ class VectorCache:
         self.path = path
         self.signature = signature
         self._lock = threading.Lock()
+        self.generation = 0  # bumped by every reset: a graph built for an older one is dropped
         self._reset()
         self._loaded = path is None  # loading waits for the first refresh (it needs a connection)
 
@@ -95,6 +100,9 @@ class VectorCache:
         self.ann: Ann | None = None
         self.ann_n = 0  # positions [0, ann_n) are in the graph (less the dead)
         self.ann_missing = False
+        self.builder: threading.Thread | None = None
+        self.dirty: set[int] = set()  # positions whose vector changed while the graph was built
+        self.generation += 1
         self.unsaved = 0
 
     def _grow(self, need: int) -> None:
@@ -139,7 +147,7 @@ class VectorCache:
                 if i is None:
                     i = self.pos[int(r.seq)] = self.n
                     self.n += 1
-                elif i < self.ann_n and not np.array_equal(self.vec[i], v):
+                elif not np.array_equal(self.vec[i], v):
                     changed.append(i)
                 self.vec[i] = v
                 self.seq[i], self.kind[i] = r.seq, KINDS.get(r.kind, 9)
@@ -184,10 +192,17 @@ class VectorCache:
         return False
 
     def _sync_ann(self, changed: list[int]) -> None:
+        if self.builder is not None:  # the graph is being built: it takes these when it is done
+            self.dirty.update(changed)
+            return
         if self.ann is None and self.n >= ANN_MIN_ROWS and not self.ann_missing:
+            if self.n > BACKGROUND_ROWS:
+                self._build_in_background()
+                return
             self.ann = make_ann(self.dim)
             self.ann_missing = self.ann is None  # usearch is not installed: exact, and no retrying
             self.ann_n = 0
+        changed = [i for i in changed if i < self.ann_n]
         if self.ann is None or (self.ann_n == self.n and not changed):
             return
         if changed:
@@ -204,6 +219,47 @@ class VectorCache:
                 time.monotonic() - t,
             )
         self.ann_n = self.n
+
+    def _build_in_background(self) -> None:
+        """A million vectors take minutes to insert on a busy machine: queries are answered
+        exactly meanwhile, and the graph is swapped in (and saved) when it is complete."""
+        ann = make_ann(self.dim)
+        if ann is None:
+            self.ann_missing = True
+            return
+        target, vec, generation = self.n, self.vec, self.generation
+        self.dirty = set()
+
+        def build() -> None:
+            t = time.monotonic()
+            for lo in range(0, target, 10_000):
+                hi = min(target, lo + 10_000)
+                ann.add(np.arange(lo, hi, dtype=np.int64), vec[lo:hi])
+            with self._lock:
+                if self.builder is threading.current_thread():
+                    self.builder = None
+                if generation != self.generation:
+                    return  # the cache was reset meanwhile
+                n = self.n
+                dirty = np.asarray(sorted(i for i in self.dirty if i < target), dtype=np.int64)
+                self.dirty = set()
+                ann.replace(dirty, self.vec[dirty])
+                for lo in range(target, n, 10_000):
+                    hi = min(n, lo + 10_000)
+                    ann.add(np.arange(lo, hi, dtype=np.int64), self.vec[lo:hi])
+                ann.remove(np.flatnonzero(~self.alive[:n]).astype(np.int64))
+                self.ann, self.ann_n = ann, n
+                log.info("search: ANN graph over %d vectors built in %.0f s", n, time.monotonic() - t)
+                self._save()
+
+        self.builder = threading.Thread(target=build, name="search-ann-build", daemon=True)
+        self.builder.start()
+
+    def wait_for_graph(self, timeout: float | None = None) -> None:
+        """Until a graph being built in the background is in use (benchmarks, tests)."""
+        builder = self.builder
+        if builder is not None:
+            builder.join(timeout)
 
     # -- answering -----------------------------------------------------------------------------
 

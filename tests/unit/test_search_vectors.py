@@ -27,6 +27,7 @@ def graph(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("usearch")
     monkeypatch.setattr(search_vectors, "ANN_MIN_ROWS", 1)
     monkeypatch.setattr(search_vectors, "EXACT_ROWS", 0)
+    monkeypatch.setattr(search_vectors, "BACKGROUND_ROWS", 10**9)
 
 
 @pytest.fixture
@@ -108,3 +109,18 @@ def test_rows_retention_deleted_leave_the_graph(store: Store, graph: None) -> No
     assert ids(store.search.search("a white van", legs=("meaning",)))[0] == key("van", "gate", "vehicles")
     cache = index_cache(store.search)
     assert cache.dead == 2 and cache.ann is not None and cache.ann.size == 3
+
+
+def test_a_large_graph_is_built_in_the_background_and_then_used(
+    tmp_path: Path, store: Store, graph: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search_vectors, "BACKGROUND_ROWS", 0)
+    history(store)
+    assert store.search is not None
+    first = ids(store.search.search("someone wearing red", legs=("meaning",)))  # exact meanwhile
+    assert first[0] == key("walker")
+    cache = index_cache(store.search)
+    cache.wait_for_graph(60)
+    assert cache.builder is None and cache.ann is not None and cache.ann_n == 5
+    assert (tmp_path / "search.db.search-vectors.usearch").exists()  # saved once complete
+    assert ids(store.search.search("someone wearing red", legs=("meaning",))) == first
