@@ -272,13 +272,20 @@ def _matches(conn: Connection, words: list[str]) -> int:
     column's statistics, since counting GIN matches visits every matching heap row (~100 ms
     for 10,000 of them here), and a table that small is never split anyway."""
     m = _match_sql(conn, words)
+    capped = {"m": m, "cap": WORDS_RANK_MAX + 1}
     if conn.dialect.name == "sqlite":
         sql = "SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH :m LIMIT :cap)"
-        return int(conn.execute(text(sql), {"m": m, "cap": WORDS_RANK_MAX + 1}).scalar() or 0)
+        return int(conn.execute(text(sql), capped).scalar() or 0)
     size = conn.execute(
         text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('search_docs')")
     ).scalar()
-    if float(size or 0) <= WORDS_RANK_MAX:  # -1 (never analysed) or small: rank every match
+    if size is not None and float(size) < 0:  # never analysed: no statistics, count (capped)
+        sql = (
+            "SELECT count(*) FROM (SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m) "
+            "LIMIT :cap) s"
+        )
+        return int(conn.execute(text(sql), capped).scalar() or 0)
+    if float(size or 0) <= WORDS_RANK_MAX:  # small: rank every match
         return 0
     plan = conn.execute(
         text("EXPLAIN (FORMAT JSON) SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m)"),
