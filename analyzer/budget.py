@@ -10,11 +10,12 @@ the documented degrade order:
     0 normal
     1 longer interval      (the query's interval ×4)
     2 smaller images       (frames sent at half size: about a quarter of the visual tokens)
-    3 paused               (no call until the period rolls over)
+    3 regions only         (only crops of what moved, whatever `regions` says; no call when
+                            nothing moved or no motion was measured)
+    4 paused               (no call until the period rolls over)
 
 The level follows the share of the tightest budget already used: from 50 % level 1, from 75 %
-level 2, and level 3 when the call itself would exceed it. (Sending moving regions instead of
-whole frames, the issue's third step, is not built yet; it would sit between 2 and 3.) Priorities decide
+level 2, from 90 % level 3, and level 4 when the call itself would exceed it. Priorities decide
 who degrades first: under a camera budget, each step down the camera's priority order adds 10 %
 to a query's share, so the lower-priority query reaches each level earlier.
 """
@@ -28,9 +29,10 @@ from dataclasses import dataclass, field
 from bus.contracts import QuerySpec, StatusUpdate
 from configs.settings import Budget
 
-LEVELS = ("normal", "longer_interval", "smaller_images", "paused")
-THRESHOLDS = (0.5, 0.75)  # share used at which levels 1 and 2 begin
+LEVELS = ("normal", "longer_interval", "smaller_images", "regions_only", "paused")
+THRESHOLDS = (0.5, 0.75, 0.9)  # share used at which levels 1, 2 and 3 begin
 PAUSED = len(LEVELS) - 1
+REGIONS_ONLY = LEVELS.index("regions_only")
 PRIORITY_STEP = 0.10
 INTERVAL_FACTOR = 4.0
 IMAGE_FACTOR = 0.5
@@ -76,6 +78,10 @@ class Decision:
     @property
     def image_factor(self) -> float:
         return IMAGE_FACTOR if self.level >= 2 else 1.0
+
+    @property
+    def regions_only(self) -> bool:
+        return self.level >= REGIONS_ONLY
 
 
 NORMAL = Decision(0, 0.0)

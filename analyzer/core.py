@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from analyzer import metrics
+from analyzer import regions as rg
 from analyzer.budget import NORMAL, Decision, Governor
 from analyzer.describe import Describer
 from analyzer.events import object_events
@@ -34,7 +35,7 @@ from bus.contracts import (
     utcnow,
 )
 from bus.control import ControlState
-from configs.settings import AnalyzerConfig
+from configs.settings import AnalyzerConfig, Regions
 from glm45v_engine import Clip, EngineError, Frame, Grounding, UnsupportedQuery, VisionEngine, accounting
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,11 @@ class FrameProcessor:
         # The last call `prefetch` planned per (camera, query), so frames prefetched later (more
         # arrived while earlier ones are still being answered) continue the same schedule.
         self._planned: dict[Key, tuple[str, float]] = {}
+        # Regions (analyzer.regions): the last whole frame sent per (camera, query), as `last_call`,
+        # and the crops each prefetched call was planned with (None = the whole frame).
+        self.last_full: dict[Key, tuple[str, float]] = {}
+        self._planned_full: dict[Key, tuple[str, float]] = {}
+        self._ahead_crops: dict[AheadKey, tuple[rg.Rect, ...] | None] = {}
         self.governor = Governor(config.budget)
         self.describer = Describer(engine, self._sem, self.counters)
 
@@ -139,17 +145,22 @@ class FrameProcessor:
                     tasks.append(self._summarize(q, meta.camera_id, window))
             elif self.cursors.get((meta.camera_id, q.id), Cursor()).covers(meta):
                 self._skip("already_processed", meta.camera_id)
-            elif self._due(q, meta, self.last_call) and not (budget := self._budget(q, meta)).paused:
+            elif self._due(q, meta, self.last_call) and (plan := self._plan(q, meta, self.last_full)):
+                crops, budget = plan
                 self._drop_older_ahead((meta.camera_id, q.id), meta)
-                call = self._ahead.pop(((meta.camera_id, q.id), meta.source_session, meta.frame_id), None)
+                ahead = ((meta.camera_id, q.id), meta.source_session, meta.frame_id)
+                call = self._ahead.pop(ahead, None)
                 if call is None:
                     frame = frame or _frame(meta, jpeg)
-                    call = asyncio.ensure_future(self._call(q, frame, budget.image_factor))
-                tasks.append(self._ground(q, meta, call, jpeg))
-            else:  # not due, or the budget paused the query until its period rolls over
-                paused = self.governor.levels.get((meta.camera_id, q.id), NORMAL).paused
+                    call = asyncio.ensure_future(self._call(q, frame, budget.image_factor, crops))
+                else:  # what the prefetched call was sent with
+                    crops = self._ahead_crops.pop(ahead, None)
+                tasks.append(self._ground(q, meta, call, jpeg, crops))
+            else:  # not due, or the budget allows no call (paused, or regions only and nothing moved)
+                by_budget = self.governor.levels.get((meta.camera_id, q.id), NORMAL).regions_only
                 self._skip(
-                    "budget" if paused and self._due(q, meta, self.last_call) else "interval", meta.camera_id
+                    "budget" if by_budget and self._due(q, meta, self.last_call) else "interval",
+                    meta.camera_id,
                 )
                 tracker = self.tracker((meta.camera_id, q.id))
                 out.events += self._events(q, meta, tracker.expire(meta.pts_s, meta.frame_id, meta.wall_ts))
@@ -189,6 +200,7 @@ class FrameProcessor:
         a call that is not used (the batch failed, a frame went stale) is cancelled by `drop_ahead`.
         """
         last_call = {**self.last_call, **self._planned}
+        last_full = {**self.last_full, **self._planned_full}
         for meta, jpeg in frames:
             if self._stale(meta):
                 continue
@@ -200,20 +212,26 @@ class FrameProcessor:
                     continue
                 if self.cursors.get(key, Cursor()).covers(meta) or not self._due(q, meta, last_call):
                     continue
-                budget = self._budget(q, meta)
-                if budget.paused:
+                plan = self._plan(q, meta, last_full)
+                if plan is None:
                     continue
+                crops, budget = plan
                 last_call[key] = self._planned[key] = (meta.source_session, meta.pts_s)
+                if crops is None and self._regions(q, meta.camera_id).enabled:
+                    last_full[key] = self._planned_full[key] = (meta.source_session, meta.pts_s)
                 frame = frame or _frame(meta, jpeg)
-                self._ahead[ahead] = asyncio.ensure_future(self._call(q, frame, budget.image_factor))
+                self._ahead[ahead] = asyncio.ensure_future(self._call(q, frame, budget.image_factor, crops))
+                self._ahead_crops[ahead] = crops
 
     def drop_ahead(self, camera_id: str | None = None) -> None:
         """Cancel the prefetched calls nobody took (a failed batch is redelivered and asks again),
         of one camera (its lane went idle or failed) or of all."""
         for ahead in [a for a in self._ahead if camera_id is None or a[0][0] == camera_id]:
             self._ahead.pop(ahead).cancel()
-        for key in [k for k in self._planned if camera_id is None or k[0] == camera_id]:
-            del self._planned[key]
+            self._ahead_crops.pop(ahead, None)
+        for planned in (self._planned, self._planned_full):
+            for key in [k for k in planned if camera_id is None or k[0] == camera_id]:
+                del planned[key]
 
     def _drop_older_ahead(self, key: Key, meta: FrameMeta) -> None:
         """Calls prefetched for frames of this (camera, query) that `process` has passed will never
@@ -222,13 +240,54 @@ class FrameProcessor:
             a for a in self._ahead if a[0] == key and a[1] == meta.source_session and a[2] < meta.frame_id
         ]:
             self._ahead.pop(ahead).cancel()
+            self._ahead_crops.pop(ahead, None)
 
-    def _budget(self, q: QuerySpec, meta: FrameMeta) -> Decision:
-        """The budget level for a call about this frame (analyzer.budget), from its expected cost."""
+    def _regions(self, q: QuerySpec, camera_id: str) -> Regions:
+        """The query's own regions setting, else its camera's, else the analyzer's default."""
+        camera = self.control.cameras.get(camera_id)
+        return q.regions or (camera.regions if camera else None) or self.config.regions
+
+    def _crops(
+        self, q: QuerySpec, meta: FrameMeta, last_full: dict[Key, tuple[str, float]], *, only: bool = False
+    ) -> tuple[rg.Rect, ...] | None:
+        """The crops of the JPEG to send for this call (analyzer.regions), or None: the whole frame.
+        `only` (budget level regions_only): crops of what moved whatever the settings say, never
+        the whole frame for its schedule or its size; None then means there is nothing to crop."""
+        cfg = self._regions(q, meta.camera_id)
+        if only:
+            cfg = cfg.model_copy(update={"full_frame_above": 1.0})
+        elif not cfg.enabled or rg.whole_frame_due(
+            last_full.get((meta.camera_id, q.id)), meta.source_session, meta.pts_s, cfg.full_frame_every_s
+        ):
+            return None
+        return rg.plan_crops(meta.motion_regions, (meta.encoded_width, meta.encoded_height), cfg)
+
+    def _plan(
+        self, q: QuerySpec, meta: FrameMeta, last_full: dict[Key, tuple[str, float]]
+    ) -> tuple[tuple[rg.Rect, ...] | None, Decision] | None:
+        """The crops and the budget level of a due call about this frame, or None: no call (paused,
+        or regions only and nothing moved)."""
+        crops = self._crops(q, meta, last_full)
+        budget = self._budget(q, meta, crops)
+        if budget.regions_only:  # level 3 (or paused at the whole frame's price): crops, priced as such
+            crops = self._crops(q, meta, last_full, only=True)
+            if crops is None:
+                return None
+            budget = self._budget(q, meta, crops)
+        return None if budget.paused else (crops, budget)
+
+    def _budget(self, q: QuerySpec, meta: FrameMeta, crops: tuple[rg.Rect, ...] | None = None) -> Decision:
+        """The budget level for a call about this frame (analyzer.budget), from its expected cost:
+        the whole frame's, or its crops' (one image and one prompt each) when regions send crops."""
         camera = self.control.cameras.get(meta.camera_id)
         st = self.engine.stats  # answers as long as the engine's so far, at the price charged so far
         out = st.tokens_out // st.calls if st.calls else 0
-        tokens = accounting.prompt_tokens([(meta.encoded_width, meta.encoded_height)], [q.text]) + out
+        sizes = (
+            [(r[2] - r[0], r[3] - r[1]) for r in crops]
+            if crops
+            else [(meta.encoded_width, meta.encoded_height)]
+        )
+        tokens = sum(accounting.prompt_tokens([size], [q.text]) + out for size in sizes)
         price = st.cost / (st.tokens_in + st.tokens_out) if st.tokens_in + st.tokens_out else 0.0
         peers = [p for p in self.control.queries_for(meta.camera_id) if p.kind == "grounding"]
         decision = self.governor.decide(
@@ -242,7 +301,11 @@ class FrameProcessor:
         metrics.budget_level(meta.camera_id, q.id, decision.level)
         return decision
 
-    async def _call(self, q: QuerySpec, frame: Frame, image_factor: float = 1.0) -> Grounding:
+    async def _call(
+        self, q: QuerySpec, frame: Frame, image_factor: float = 1.0, crops: tuple[rg.Rect, ...] | None = None
+    ) -> Grounding:
+        if crops:
+            return await self._call_crops(q, frame, crops)
         cam = frame.camera_id or ""
         sent = _shrink(frame, image_factor)  # budget level 2: fewer visual tokens
         async with self._sem:
@@ -264,8 +327,33 @@ class FrameProcessor:
             g = replace(g, boxes=boxes, image_size=frame.size)
         return g
 
+    async def _call_crops(self, q: QuerySpec, frame: Frame, crops: tuple[rg.Rect, ...]) -> Grounding:
+        """One engine call per crop (already small: the budget's half size does not apply), boxes
+        moved back into the frame's pixels."""
+        cam = frame.camera_id or ""
+        async with self._sem:
+            started = time.perf_counter()
+            try:
+                answers = await self.engine.ground(
+                    [rg.crop(frame, r) for r in crops], q.text, thinking=q.thinking
+                )
+            except EngineError as exc:
+                outcome = "refused" if isinstance(exc, UnsupportedQuery) else "error"
+                metrics.call(cam, q.id, "ground", outcome, time.perf_counter() - started, None)
+                raise
+        g = rg.join(answers, crops, frame.size)
+        metrics.call(cam, q.id, "ground", "ok", time.perf_counter() - started, g.usage)
+        self.governor.record(cam, q.id, g.usage.tokens_in + g.usage.tokens_out, g.usage.cost)
+        self.counters["region_calls"] += 1
+        return g
+
     async def _ground(
-        self, q: QuerySpec, meta: FrameMeta, call: asyncio.Future[Grounding], jpeg: bytes
+        self,
+        q: QuerySpec,
+        meta: FrameMeta,
+        call: asyncio.Future[Grounding],
+        jpeg: bytes,
+        crops: tuple[rg.Rect, ...] | None = None,
     ) -> Outputs:
         key = (meta.camera_id, q.id)
         try:
@@ -287,6 +375,8 @@ class FrameProcessor:
         self.counters["engine_calls"] += 1
         self.last_call[key] = (meta.source_session, meta.pts_s)
         self.cursors[key] = Cursor(meta.source_session, meta.frame_id)
+        if crops is None and self._regions(q, meta.camera_id).enabled:
+            self.last_full[key] = (meta.source_session, meta.pts_s)
         if not g.boxes and g.unreadable:  # garbled, which is not "nothing there"
             self._skip("unreadable", meta.camera_id)  # asking again would give the same: skip, counted
             expired = self.tracker(key).expire(meta.pts_s, meta.frame_id, meta.wall_ts)
@@ -309,8 +399,16 @@ class FrameProcessor:
         self.counters["boxes"] += len(dets)
         if self.on_boxes:
             self.on_boxes(meta, q, dets)
+        # Tracks outside the crops were not looked at: they are held, not counted missing.
+        view = None if crops is None else [(r[0] * sx, r[1] * sy, r[2] * sx, r[3] * sy) for r in crops]
         steps = self.tracker(key).step(
-            meta.pts_s, meta.frame_id, meta.wall_ts, dets, meta.source_session, (meta.width, meta.height)
+            meta.pts_s,
+            meta.frame_id,
+            meta.wall_ts,
+            dets,
+            meta.source_session,
+            (meta.width, meta.height),
+            view,
         )
         snapshot = None
         if self.snapshots and any(e.phase == "start" for e in steps):
@@ -469,7 +567,14 @@ class FrameProcessor:
     def forget_camera(self, camera_id: str) -> None:
         """Drop a camera's in-memory state (its partition moved to another worker)."""
         self.drop_ahead(camera_id)
-        for table in (self.trackers, self.windowers, self.unsummarized, self.last_call, self.cursors):
+        for table in (
+            self.trackers,
+            self.windowers,
+            self.unsummarized,
+            self.last_call,
+            self.cursors,
+            self.last_full,
+        ):
             for key in [k for k in table if k[0] == camera_id]:
                 del table[key]
 
@@ -481,6 +586,7 @@ class FrameProcessor:
             },
             "trackers": {qid: t.to_state() for (cam, qid), t in self.trackers.items() if cam == camera_id},
             "last_call": {qid: list(v) for (cam, qid), v in self.last_call.items() if cam == camera_id},
+            "last_full": {qid: list(v) for (cam, qid), v in self.last_full.items() if cam == camera_id},
         }
 
     def load_camera_state(self, camera_id: str, state: dict[str, Any]) -> None:
@@ -491,6 +597,8 @@ class FrameProcessor:
             self.tracker((camera_id, qid)).load_state(ts)
         for qid, (sess, pts) in state.get("last_call", {}).items():
             self.last_call[(camera_id, qid)] = (sess, float(pts))
+        for qid, (sess, pts) in state.get("last_full", {}).items():
+            self.last_full[(camera_id, qid)] = (sess, float(pts))
 
 
 def _shrink(frame: Frame, factor: float) -> Frame:

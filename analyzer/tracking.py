@@ -18,6 +18,7 @@ often (the latest wording on a tie), kept for people to read.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -60,6 +61,9 @@ class Track:
     last_emit_bbox: BBox = (0.0, 0.0, 0.0, 0.0)
     score: float | None = None
     wordings: dict[str, int] = field(default_factory=dict)  # label -> times said (insertion = first said)
+    # Media time of the latest answer about a crop that did not show this track (analyzer.regions):
+    # not looked at is not missing, so `max_missing_s` counts from the later of this and last_pts.
+    held_pts: float | None = None
 
     def said(self, label: str) -> None:
         """Count a wording; the track's label becomes the most frequent one, the latest on a tie."""
@@ -110,7 +114,9 @@ class Tracker:
         detections: list[Detection],
         session: str = "",
         frame_size: tuple[int, int] = (0, 0),
+        view: Sequence[BBox] | None = None,
     ) -> list[TrackEvent]:
+        """`view`: the parts of the frame the answer was about (crops, original pixels); None = all of it."""
         events = self.expire(pts, frame_id, wall)
         if frame_size != (0, 0):
             self.frame_size = frame_size
@@ -118,6 +124,12 @@ class Tracker:
             events += self.close_all(wall, "source restarted") if self.session else []
             self.session = session
         matches, new = self._associate(pts, detections)
+        if view is not None:
+            matched = {id(t) for t, _ in matches}
+            for t in self.tracks:
+                cx, cy = centre(t.bbox)
+                if id(t) not in matched and not any(v[0] <= cx <= v[2] and v[1] <= cy <= v[3] for v in view):
+                    t.held_pts = pts
         for track, det in matches:
             events += self._update(track, det, pts, frame_id, wall)
         for i, det in new:
@@ -129,7 +141,10 @@ class Tracker:
         """End tracks unseen for longer than max_missing_s of media time."""
         events, keep = [], []
         for t in self.tracks:
-            if pts - t.last_pts > self.config.max_missing_s:
+            if (
+                pts - max(t.last_pts, t.held_pts if t.held_pts is not None else t.last_pts)
+                > self.config.max_missing_s
+            ):
                 if t.confirmed:
                     events.append(self._end(t, wall, "lost"))
             else:

@@ -7,6 +7,7 @@ can refuse what it does not understand. Frame pixels travel as JPEG bytes; their
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bus.fields import ID_PATTERN as ID_PATTERN  # re-exported: the API checks path ids with it
 from bus.fields import EntityId, Text
 from bus.rulespec import LineSpec, RuleSpec, ZoneSpec
-from configs.settings import Budget
+from configs.settings import Budget, Regions
 
 BBox = tuple[float, float, float, float]
 RecordMode = Literal["off", "continuous", "events"]
@@ -25,9 +26,19 @@ RecordMode = Literal["off", "continuous", "events"]
 ID_NAMESPACE = uuid.UUID("6f1d9c2e-5b7a-4e0f-9a43-2c8d7e15b0a1")
 
 
+_NAMESPACE_BYTES = ID_NAMESPACE.bytes
+
+
 def stable_id(*parts: object) -> str:
-    """Deterministic id: a redelivered input yields the same id."""
-    return str(uuid.uuid5(ID_NAMESPACE, "|".join(str(p) for p in parts)))
+    """Deterministic id: a redelivered input yields the same id.
+
+    `str(uuid.uuid5(ID_NAMESPACE, "|".join(parts)))`, written out (SHA-1 of namespace + name,
+    version 5, RFC 4122 variant): the same string at under half the cost, which counts where
+    every alert and event gets one (the rules bench raises one alert per four events)."""
+    h = hashlib.sha1(
+        _NAMESPACE_BYTES + "|".join([str(p) for p in parts]).encode(), usedforsecurity=False
+    ).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def utcnow() -> datetime:
@@ -73,6 +84,12 @@ class FrameMeta(Envelope):
     encoded_height: int = Field(gt=0)
     keyframe: bool = False
     motion_score: float | None = None
+    motion_regions: tuple[tuple[float, float, float, float], ...] | None = Field(
+        None,
+        max_length=64,
+        description="where the picture changed since the previous sampled frame: [x1,y1,x2,y2] as 0..1 "
+        "fractions of the frame, from the motion gate; () = nothing moved, null = not measured",
+    )
     sampled_reason: Literal["sample", "motion", "scene_change", "heartbeat", "keyframe", "first"] = "sample"
     live: bool = Field(True, description="paced like a camera; false for a file played as fast as possible")
     owner: str = Field("", description="the ingest worker that published it")
@@ -184,6 +201,9 @@ class CameraSpec(Envelope):
         None, description="live cameras: off, continuous or events (default: recording.mode)"
     )
     budget: Budget | None = Field(None, description="model spend cap (default: analyzer.budget)")
+    regions: Regions | None = Field(
+        None, description="send moving regions, not whole frames (default: analyzer.regions)"
+    )
 
 
 class QuerySpec(Envelope):
@@ -205,6 +225,9 @@ class QuerySpec(Envelope):
     )
     budget: Budget | None = Field(None, description="model spend cap of this query on each camera")
     priority: int = Field(0, ge=-100, le=100, description="under a camera budget, lower degrades first")
+    regions: Regions | None = Field(
+        None, description="send moving regions, not whole frames (default: the camera's)"
+    )
 
     def applies_to(self, camera_id: str) -> bool:
         return self.enabled and ("*" in self.cameras or camera_id in self.cameras)

@@ -101,6 +101,33 @@ class Budget(_Section):
     money_per_day: float | None = Field(None, ge=0, description="in the engine's price currency per UTC day")
 
 
+class Regions(_Section):
+    """Send the moving regions of a frame instead of the whole frame (`analyzer.regions`).
+
+    Needs measured motion (`ingest.gate: motion`): a frame without it is sent whole."""
+
+    enabled: bool = Field(False, description="off by default; `sightline bench cost` measures what it saves")
+    pad_frac: float = Field(
+        0.5, ge=0, le=4, description="context added on every side, as a fraction of the region's size"
+    )
+    merge_gap_frac: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="padded regions closer than this (fraction of the frame's longer side) merge",
+    )
+    min_side_px: int = Field(
+        224, ge=112, le=4096, description="a crop's least side in sent pixels (GLM-4.5V's minimum is 112)"
+    )
+    max_crops: int = Field(2, ge=1, le=8, description="more crops than this are merged into one")
+    full_frame_every_s: float = Field(
+        10.0, gt=0, description="a whole frame at least this often (media time)"
+    )
+    full_frame_above: float = Field(
+        0.5, gt=0, le=1, description="crops covering more of the frame than this send the whole frame"
+    )
+
+
 class TrackingConfig(_Section):
     """How answers become tracks (`analyzer.tracking`): built for VLM sampling rates (0.5–2 fps)."""
 
@@ -128,6 +155,10 @@ class AnalyzerConfig(_Section):
     )
     max_boxes_per_frame: int = Field(
         200, ge=1, le=10_000, description="boxes kept from one answer (first ones); the rest are counted"
+    )
+    regions: Regions = Field(
+        Regions(),
+        description="default of every camera and query (a camera's, then a query's own replaces it)",
     )
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bus.camera_urls import SourceRefused, resolve
 from bus.contracts import ID_PATTERN, CameraSpec, ControlMessage, QuerySpec, RecordMode
 from bus.redact import MASK, redact_text, redact_url
-from configs.settings import Budget
+from configs.settings import Budget, Regions
 from dashboard.auth import admin, viewer
 from dashboard.state import AppState, get_state, unprocessable
 
@@ -37,6 +37,9 @@ class CameraIn(_In):
     keyframes_only: bool | None = None
     record: RecordMode | None = Field(None, description="live cameras: off | continuous | events")
     budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
+    regions: Regions | None = Field(
+        None, description="send moving regions instead of whole frames (analyzer.regions)"
+    )
 
 
 class CameraPatch(_In):
@@ -50,6 +53,9 @@ class CameraPatch(_In):
     keyframes_only: bool | None = None
     record: RecordMode | None = None
     budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
+    regions: Regions | None = Field(
+        None, description="send moving regions instead of whole frames (analyzer.regions)"
+    )
 
 
 class CameraOut(BaseModel):
@@ -64,6 +70,7 @@ class CameraOut(BaseModel):
     keyframes_only: bool | None
     record: RecordMode | None = Field(None, description="null: the deployment's recording.mode")
     budget: Budget | None = None
+    regions: Regions | None = None
     status: dict[str, Any] | None = Field(None, description="the camera's latest StatusUpdate")
     budget_status: dict[str, Any] | None = Field(
         None, description="the analyzer's budget StatusUpdate: state `budget` while the camera is degraded"
@@ -81,6 +88,9 @@ class QueryIn(_In):
     thinking: bool = False
     enabled: bool = True
     budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
+    regions: Regions | None = Field(
+        None, description="send moving regions instead of whole frames (analyzer.regions)"
+    )
     priority: int = Field(0, ge=-100, le=100, description="under a camera budget, lower degrades first")
 
 
@@ -93,6 +103,9 @@ class QueryPatch(_In):
     thinking: bool | None = None
     enabled: bool | None = None
     budget: Budget | None = Field(None, description="model spend cap (tokens/hour, calls/minute, money/day)")
+    regions: Regions | None = Field(
+        None, description="send moving regions instead of whole frames (analyzer.regions)"
+    )
     priority: int | None = Field(None, ge=-100, le=100)
 
 

@@ -22,7 +22,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-IMAGE_EXTRAS = ("postgres", "mqtt")
+IMAGE_EXTRAS = ("postgres", "mqtt", "ann")
 # Never in the runtime image, whatever pulls them in. (tokenizers and safetensors stay: search's
 # default embedder, wordllama, loads its model with them.)
 EXCLUDED = frozenset({"torch", "torchvision", "transformers", "pip", "setuptools"})

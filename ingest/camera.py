@@ -57,6 +57,7 @@ class _Item:
     reason: Reason
     score: float | None
     queued_at: float
+    regions: tuple[tuple[float, float, float, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -429,6 +430,7 @@ class CameraWorker:
                     decision.reason,
                     decision.score,
                     time.monotonic(),
+                    decision.regions,
                 )
                 self._queue.put(item, self._stop)
         except SourceError as exc:
@@ -484,6 +486,7 @@ class CameraWorker:
             encoded_height=enc.height,
             keyframe=item.keyframe,
             motion_score=None if item.score is None else round(item.score, 5),
+            motion_regions=item.regions,
             sampled_reason=item.reason,
             live=item.live,
         )

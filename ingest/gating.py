@@ -23,11 +23,16 @@ SMALL_WIDTH = 64
 PIXEL_DELTA = 15
 
 
+MAX_REGIONS = 16  # more separate changes than this are reported as the one box around them all
+Box = tuple[float, float, float, float]
+
+
 @dataclass(frozen=True)
 class Decision:
     publish: bool
     reason: Reason
     score: float | None
+    regions: tuple[Box, ...] | None = None  # where it changed, 0..1 of the frame (motion gate only)
 
 
 def small_grey(frame: av.VideoFrame, width: int = SMALL_WIDTH) -> np.ndarray:
@@ -65,11 +70,11 @@ class Gate:
         score = self.score(frame)
         base: Reason = "keyframe" if keyframe_reason else "sample"
         if self._last_pub is None or pts_s < self._last_pub:
-            d = Decision(True, "first", score)
+            d = Decision(True, "first", score, self.regions())
         elif self.triggered(score):
-            d = Decision(True, base if self.name == "always" else self.name, score)
+            d = Decision(True, base if self.name == "always" else self.name, score, self.regions())
         elif pts_s - self._last_pub >= self.heartbeat_s:
-            d = Decision(True, "heartbeat", score)
+            d = Decision(True, "heartbeat", score, self.regions())
         else:
             d = Decision(False, base, score)
         if d.publish:
@@ -83,12 +88,17 @@ class Gate:
     def triggered(self, score: float | None) -> bool:
         return True
 
+    def regions(self) -> tuple[Box, ...] | None:
+        """Where the frame just scored changed (None: this gate does not measure it)."""
+        return None
+
     def published(self) -> None:
         """Hook: the frame just scored was published."""
 
 
 class MotionGate(Gate):
-    """Changed-area fraction between consecutive sampled frames, on a small blurred grey image."""
+    """Changed-area fraction between consecutive sampled frames, on a small blurred grey image,
+    after taking out a change of the whole picture's brightness (lighting is not motion)."""
 
     name: GateName = "motion"
 
@@ -96,16 +106,53 @@ class MotionGate(Gate):
         super().__init__(heartbeat_s)
         self.threshold = threshold
         self._prev: np.ndarray | None = None
+        self._changed: np.ndarray | None = None
 
     def score(self, frame: av.VideoFrame) -> float | None:
         cur = _blur(small_grey(frame))
         prev, self._prev = self._prev, cur
         if prev is None or prev.shape != cur.shape:
+            self._changed = None
             return 0.0
-        return float(np.mean(np.abs(cur - prev) > PIXEL_DELTA))
+        diff = cur - prev
+        # A light switched or flickering shifts every pixel alike: that is not motion. The median
+        # change is the shift (most of a picture does not move); motion is change beyond it.
+        self._changed = np.abs(diff - float(np.median(diff))) > PIXEL_DELTA
+        return float(np.mean(self._changed))
 
     def triggered(self, score: float | None) -> bool:
         return score is not None and score >= self.threshold
+
+    def regions(self) -> tuple[Box, ...] | None:
+        return None if self._changed is None else changed_regions(self._changed)
+
+
+def changed_regions(changed: np.ndarray, max_regions: int = MAX_REGIONS) -> tuple[Box, ...]:
+    """Boxes (0..1 of the image) around the connected changed areas of a small boolean mask.
+
+    Single changed cells are codec noise and ignored; a cell stands for several pixels of the
+    frame, so the boxes are as coarse as the mask (~10 px of a 640 px frame)."""
+    import cv2
+
+    mask = changed.astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    h, w = mask.shape
+    boxes = [
+        (float(x / w), float(y / h), float((x + bw) / w), float((y + bh) / h))
+        for x, y, bw, bh, area in (stats[i] for i in range(1, n))
+        if area >= 2
+    ]
+    boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+    if len(boxes) > max_regions:
+        boxes = [
+            (
+                min(b[0] for b in boxes),
+                min(b[1] for b in boxes),
+                max(b[2] for b in boxes),
+                max(b[3] for b in boxes),
+            )
+        ]
+    return tuple((round(b[0], 4), round(b[1], 4), round(b[2], 4), round(b[3], 4)) for b in boxes)
 
 
 class SceneGate(Gate):

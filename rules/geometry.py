@@ -47,18 +47,24 @@ def crossing(a: P, b: P, inside_sign: float, p: P, q: P) -> tuple[Literal["in", 
     return ("in" if in_q else "out"), t
 
 
+def ring(poly: Sequence[P]) -> tuple[tuple[float, float, float, float], ...]:
+    """A polygon's edges as `contains` walks them, (xi, yi, xj, yj) with j the vertex before i:
+    computed once per zone so the per-event test loops over plain tuples."""
+    n = len(poly)
+    return tuple((*poly[i], *poly[i - 1]) for i in range(n)) if n else ()
+
+
 def contains(poly: Sequence[P], p: P) -> bool:
     """Point in polygon (even-odd ray casting); points on the boundary may go either way."""
-    x, y = p
+    return contains_ring(ring(poly), p[0], p[1])
+
+
+def contains_ring(edges: tuple[tuple[float, float, float, float], ...], x: float, y: float) -> bool:
+    """`contains` over a polygon's precomputed `ring`."""
     inside = False
-    n = len(poly)
-    j = n - 1
-    for i in range(n):
-        xi, yi = poly[i]
-        xj, yj = poly[j]
+    for xi, yi, xj, yj in edges:
         if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
             inside = not inside
-        j = i
     return inside
 
 

@@ -223,7 +223,7 @@ BenchRun = Callable[[argparse.Namespace, Settings], int]
 
 
 def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None], BenchRun]]:
-    from sightline.bench import gating, ingest, ingest_soak, pipeline, rules, search, soak
+    from sightline.bench import cost, gating, ingest, ingest_soak, pipeline, rules, search, soak
     from sightline.eval import search_quality
 
     return [
@@ -232,6 +232,8 @@ def _benches() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None]
          ingest_soak.run),
         ("pipeline", "latency through the broker and the real services", pipeline.add_args, pipeline.run),
         ("gating", "engine calls saved by gating, tracks kept", gating.add_args, gating.run),
+        ("cost", "calls, tokens and money per camera-hour: naive vs defaults vs regions", cost.add_args,
+         cost.run),
         ("soak", "the full stack for minutes: RSS, fds, p99", soak.add_args, soak.run),
         ("rules", "object events evaluated per second: 100 cameras x 10 rules", rules.add_args, rules.run),
         ("search", "search over 1M tracks: index rate, p50/p99, memory, vs brute force", search.add_args,

@@ -56,6 +56,7 @@ class Doc:
     row: dict[str, Any]
     embed: bool  # its text is new or changed
     vector: Any = field(default=None)
+    bump: bool = False  # same vector, other times: readers that filter by time must read it again
 
 
 def compose_text(label: str, query_text: str, description: str | None, camera_name: str) -> str:
@@ -195,7 +196,9 @@ class SearchIndex:
 
     def _existing(self, conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
         d = t.search_docs.c
-        q = select(d.doc_id, d.text, d.query_text, d.description, d.vseq).where(d.doc_id.in_(ids))
+        q = select(d.doc_id, d.text, d.query_text, d.description, d.vseq, d.start_ts, d.end_ts).where(
+            d.doc_id.in_(ids)
+        )
         return {r.doc_id: r for r in conn.execute(q)} if ids else {}
 
     def _notes_from_events(self, conn: Connection, keys: list[str]) -> dict[str, Note]:
@@ -239,7 +242,7 @@ class SearchIndex:
                     "snapshot": r.best_snapshot or r.start_snapshot,
                     "text": compose_text(r.label, query_text, description, name),
                 }
-                out.append(Doc(row, embed=prev is None or prev.text != row["text"] or prev.vseq is None))
+                out.append(_doc(row, prev))
         return out
 
     def _summary_docs(self, conn: Connection, summaries: Sequence[Summary]) -> list[Doc]:
@@ -264,8 +267,7 @@ class SearchIndex:
                 "snapshot": None,
                 "text": f"{s.text} {segments}".strip() + f" at {names[s.camera_id]}",
             }
-            prev = old.get(s.summary_id)
-            out.append(Doc(row, embed=prev is None or prev.text != row["text"] or prev.vseq is None))
+            out.append(_doc(row, old.get(s.summary_id)))
         return out
 
     # -- storing ------------------------------------------------------------------------------
@@ -292,6 +294,7 @@ class SearchIndex:
         with self.engine.begin() as conn:  # rows and their vectors in one transaction (one commit)
             conn.execute(upsert, [d.row for d in docs])
             self._vectors_in(conn, [d for d in docs if d.vector is not None])
+            self._bump(conn, [d for d in docs if d.bump and d.vector is None])
         return len(docs)
 
     def _store_vectors(self, docs: list[Doc]) -> None:
@@ -327,6 +330,27 @@ class SearchIndex:
             .values(vec=bindparam("b_vec"), vseq=next_seq)
         )
         conn.execute(stmt, [{"b_id": doc.row["doc_id"], "b_vec": _blob(doc.vector)} for doc in docs])
+
+    def _bump(self, conn: Connection, docs: list[Doc]) -> None:
+        """A new `vseq` for rows whose times moved (a track that ended): the SQLite reader's
+        in-memory copy filters by time and reads these rows again. pgvector filters in SQL."""
+        if not docs or not self.vectors_ok or self.vectors == "pgvector":
+            return
+        d = t.search_docs.c
+        top = select(d.vseq).where(d.vseq.is_not(None)).order_by(d.vseq.desc()).limit(1).scalar_subquery()
+        stmt = (
+            update(t.search_docs)
+            .where(d.doc_id == bindparam("b_id"), d.vseq.is_not(None))
+            .values(vseq=func.coalesce(top, 0) + 1)
+        )
+        conn.execute(stmt, [{"b_id": doc.row["doc_id"]} for doc in docs])
+
+
+def _doc(row: dict[str, Any], prev: Any) -> Doc:
+    """The row to write; its vector is made again only when its text is new or changed."""
+    embed = prev is None or prev.text != row["text"] or prev.vseq is None
+    moved = prev is not None and (prev.start_ts != row["start_ts"] or prev.end_ts != row["end_ts"])
+    return Doc(row, embed=embed, bump=not embed and moved)
 
 
 def _blob(v: Any) -> bytes:

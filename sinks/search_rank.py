@@ -5,8 +5,9 @@
   tokens (`\\w+`) that are OR-ed, each quoted, so `"`, `*`, `NEAR(`, `:` and `-` are plain text.
 - Meaning: cosine similarity of the query's vector with each row's, above `min_similarity`
   (below it a row does not "match by meaning", so nonsense finds nothing). pgvector's HNSW
-  index with iterative scans when it is there; otherwise numpy over an in-memory copy of the
-  vectors (`VectorCache`), refreshed from `vseq` so only new or changed vectors are read.
+  index with iterative scans when it is there; otherwise `sinks.search_vectors.VectorCache`:
+  an in-memory copy of the vectors, refreshed from `vseq` so only new or changed vectors are
+  read, scored exactly with numpy or, at scale, through an ANN graph (usearch).
 - Fusion: score = Σ 1/(rrf_k + rank) over the legs a row appears in (Cormack et al., 2009);
   `matched` says which legs found it. Filters apply inside both legs and again on the rows.
 """
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +23,7 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from sinks.embedders import EmbedderError
+from sinks.search_vectors import index_cache
 
 if TYPE_CHECKING:
     from sinks.search import SearchIndex
@@ -79,10 +79,8 @@ STOPWORDS = frozenset(
     ]
 )
 # Above this many matching rows, ranking every match by bm25 / ts_rank costs more than a query may
-# (a word like "red" in a million descriptions): the most recent matches are ranked instead, and
-# the meaning leg carries relevance.
-WORDS_RANK_MAX = 20_000
-KINDS = {"track": 0, "summary": 1}
+# (a word like "red" in a million descriptions): such words are left to the meaning leg (`_words`).
+WORDS_RANK_MAX = 10_000
 Matched = Literal["words", "meaning", "both"]
 
 
@@ -176,7 +174,6 @@ def search(
     k, cfg = index.cfg.candidates, index.cfg
     where, params = flt.sql()
     with index.engine.connect() as conn:
-        word_hits = _words(conn, words, where, params, k) if words else {}
         meaning: dict[int, float] = {}
         qv = _query_vector(index, q) if index.vectors_ok and "meaning" in legs else None
         if qv is not None and np.any(qv):
@@ -185,6 +182,7 @@ def search(
             else:
                 meaning = index_cache(index).top(conn, qv, flt, k * 2)
             meaning = {s: v for s, v in meaning.items() if v >= cfg.min_similarity}
+        word_hits = _words(conn, words, where, params, k) if words else {}
         fused: dict[int, float] = {}
         for leg, weight in ((word_hits, cfg.words_weight), ({s: -v for s, v in meaning.items()}, 1.0)):
             for seq, rank in tie_ranks(leg).items():
@@ -249,34 +247,63 @@ def _query_vector(index: SearchIndex, q: str) -> np.ndarray[Any, Any] | None:
 def _words(
     conn: Connection, words: list[str], where: str, params: dict[str, Any], k: int
 ) -> dict[int, float]:
-    """seq → score, lower is better (bm25 is negative-better already; ts_rank_cd is negated)."""
+    """seq → score, lower is better (bm25 is negative-better already; ts_rank_cd is negated).
+
+    Up to `WORDS_RANK_MAX` matching rows are ranked whole. Beyond that, the words that are
+    rare enough are ranked alone and the common ones are left to the meaning leg, the way
+    bm25's inverse document frequency all but drops them anyway (a colour in a million
+    descriptions); `mentions` still marks the hits that have them as matched by words.
+    """
+    if _matches(conn, words) <= WORDS_RANK_MAX:
+        return _ranked(conn, words, where, params, k)
+    rare = [w for w in words if _matches(conn, [w]) <= WORDS_RANK_MAX]
+    return _ranked(conn, rare, where, params, k) if rare else {}
+
+
+def _match_sql(conn: Connection, words: list[str]) -> str:
     if conn.dialect.name == "sqlite":
-        match = " OR ".join(f'"{w}"' for w in words)  # \w+ tokens hold no quote: each is one FTS string
-        n = conn.execute(
-            text("SELECT count(*) FROM search_fts WHERE search_fts MATCH :m"), {"m": match}
-        ).scalar()
-        order = "r" if int(n or 0) <= WORDS_RANK_MAX else "search_fts.rowid DESC"
+        return " OR ".join(f'"{w}"' for w in words)  # \w+ tokens hold no quote: each is one FTS string
+    return " | ".join(words)  # \w+ tokens: no tsquery operator can appear
+
+
+def _matches(conn: Connection, words: list[str]) -> int:
+    """How many rows match any of the words: counted up to WORDS_RANK_MAX + 1 on SQLite (FTS5's
+    doclists answer without touching the rows); on PostgreSQL the planner's estimate from the
+    column's statistics, since counting GIN matches visits every matching heap row (~100 ms
+    for 10,000 of them here), and a table that small is never split anyway."""
+    m = _match_sql(conn, words)
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH :m LIMIT :cap)"
+        return int(conn.execute(text(sql), {"m": m, "cap": WORDS_RANK_MAX + 1}).scalar() or 0)
+    size = conn.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('search_docs')")
+    ).scalar()
+    if float(size or 0) <= WORDS_RANK_MAX:  # -1 (never analysed) or small: rank every match
+        return 0
+    plan = conn.execute(
+        text("EXPLAIN (FORMAT JSON) SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m)"),
+        {"m": m},
+    ).scalar()
+    return int(plan[0]["Plan"]["Plan Rows"]) if plan else 0
+
+
+def _ranked(
+    conn: Connection, words: list[str], where: str, params: dict[str, Any], k: int
+) -> dict[int, float]:
+    if conn.dialect.name == "sqlite":
         sql = (
             "SELECT d.seq, bm25(search_fts) AS r "
             "FROM search_fts JOIN search_docs d ON d.seq = search_fts.rowid "
-            f"WHERE search_fts MATCH :m AND {where} ORDER BY {order} LIMIT :k"
+            f"WHERE search_fts MATCH :m AND {where} ORDER BY r LIMIT :k"
         )
     else:
-        match = " | ".join(words)  # \w+ tokens: no tsquery operator can appear
-        n = conn.execute(
-            text(
-                "SELECT count(*) FROM (SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m) "
-                "LIMIT :cap) s"
-            ),
-            {"m": match, "cap": WORDS_RANK_MAX + 1},
-        ).scalar()
-        order = "r, d.seq DESC" if int(n or 0) <= WORDS_RANK_MAX else "d.seq DESC"
         sql = (
             "SELECT d.seq, -ts_rank_cd(d.tsv, query) AS r "
             "FROM search_docs d, to_tsquery('english', :m) query "
-            f"WHERE d.tsv @@ query AND {where} ORDER BY {order} LIMIT :k"
+            f"WHERE d.tsv @@ query AND {where} ORDER BY r, d.seq DESC LIMIT :k"
         )
-    return {int(r.seq): float(r.r) for r in conn.execute(text(sql), {**params, "m": match, "k": k})}
+    m = _match_sql(conn, words)
+    return {int(r.seq): float(r.r) for r in conn.execute(text(sql), {**params, "m": m, "k": k})}
 
 
 def _pg_meaning(
@@ -308,112 +335,3 @@ def _rows(conn: Connection, seqs: list[int], where: str, params: dict[str, Any])
         f"WHERE d.seq IN ({listed}) AND {where}"
     )
     return {int(r.seq): r for r in conn.execute(text(sql), params)}
-
-
-_CACHES: dict[int, VectorCache] = {}
-_CACHES_LOCK = threading.Lock()
-
-
-def index_cache(index: SearchIndex) -> VectorCache:
-    with _CACHES_LOCK:
-        cache = _CACHES.get(id(index))
-        if cache is None or cache.dim != index.signature.dim:
-            cache = _CACHES[id(index)] = VectorCache(index.signature.dim)
-        return cache
-
-
-class VectorCache:
-    """Every stored vector in one float32 matrix, with the columns the filters need.
-
-    Refreshed before each query from rows whose `vseq` is newer than the last one read. Times
-    here may lag (a track's end moves without a new vector), so only the fields that never
-    change (kind, camera, query, label) and the start (which only moves earlier) filter here;
-    the rows step re-applies every filter in SQL.
-    """
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-        self._lock = threading.Lock()
-        self._reset()
-
-    def _reset(self) -> None:
-        dim = self.dim
-        self.n = 0
-        self.vseq = 0
-        self.vec = np.zeros((0, dim), dtype=np.float32)
-        self.seq = np.zeros(0, dtype=np.int64)
-        self.kind = np.zeros(0, dtype=np.int8)
-        self.start = np.zeros(0, dtype=np.float64)
-        self.codes: dict[str, np.ndarray[Any, Any]] = {
-            c: np.zeros(0, dtype=np.int32) for c in ("camera_id", "query_id", "label")
-        }
-        self.vocab: dict[str, dict[str, int]] = {c: {} for c in self.codes}
-        self.pos: dict[int, int] = {}
-        self.checked = time.monotonic()
-
-    def _grow(self, need: int) -> None:
-        cap = len(self.seq)
-        if need <= cap:
-            return
-        new = max(need, cap * 2, 1024)
-        self.vec = np.resize(self.vec, (new, self.dim))
-        self.seq = np.resize(self.seq, new)
-        self.kind = np.resize(self.kind, new)
-        self.start = np.resize(self.start, new)
-        self.codes = {c: np.resize(a, new) for c, a in self.codes.items()}
-
-    def refresh(self, conn: Connection) -> None:
-        top = conn.execute(text("SELECT max(vseq) FROM search_docs")).scalar()
-        if int(top or 0) < self.vseq:  # a reindex started the versions again
-            self._reset()
-        if time.monotonic() - self.checked > 60:  # rows deleted by retention: start over now and then
-            self.checked = time.monotonic()
-            live = conn.execute(text("SELECT count(*) FROM search_docs WHERE vseq IS NOT NULL")).scalar()
-            if self.n > 1.2 * int(live or 0) + 100:
-                self._reset()
-        while True:
-            rows = conn.execute(
-                text(
-                    "SELECT seq, vseq, kind, camera_id, query_id, label, start_ts, vec FROM search_docs "
-                    "WHERE vseq > :v AND vec IS NOT NULL ORDER BY vseq LIMIT 50000"
-                ),
-                {"v": self.vseq},
-            ).all()
-            if not rows:
-                return
-            self._grow(self.n + len(rows))
-            for r in rows:
-                i = self.pos.get(int(r.seq))
-                if i is None:
-                    i = self.pos[int(r.seq)] = self.n
-                    self.n += 1
-                self.vec[i] = np.frombuffer(r.vec, dtype="<f4")
-                self.seq[i], self.kind[i], self.start[i] = r.seq, KINDS.get(r.kind, 9), r.start_ts
-                for c in self.codes:
-                    vocab = self.vocab[c]
-                    self.codes[c][i] = vocab.setdefault(getattr(r, c), len(vocab))
-            self.vseq = int(rows[-1].vseq)
-
-    def top(self, conn: Connection, qv: np.ndarray[Any, Any], flt: SearchFilter, k: int) -> dict[int, float]:
-        with self._lock:
-            self.refresh(conn)
-            n = self.n
-            mask = np.ones(n, dtype=bool)
-            for c, value in (("camera_id", flt.camera_id), ("query_id", flt.query_id), ("label", flt.label)):
-                if value is not None:
-                    mask &= self.codes[c][:n] == self.vocab[c].get(value, -1)
-            if flt.kind is not None:
-                mask &= self.kind[:n] == KINDS[flt.kind]
-            if flt.until is not None:
-                mask &= self.start[:n] < flt.until
-            # One product over the whole matrix, then the mask: copying the rows a filter keeps
-            # would move more memory than the product reads.
-            sims = self.vec[:n] @ qv.astype(np.float32)
-            sims[~mask] = -np.inf
-            seqs = self.seq[:n]
-        if len(sims) > k:
-            part = np.argpartition(-sims, k)[:k]
-            sims, seqs = sims[part], seqs[part]
-        keep = np.isfinite(sims)
-        sims, seqs = sims[keep], seqs[keep]
-        return {int(s): float(v) for s, v in zip(seqs, sims, strict=True)}

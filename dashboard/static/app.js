@@ -62,7 +62,7 @@ function statusPill(status) {
 }
 
 function budgetBadge(b) {
-  // The analyzer's `budget` status of the camera: degraded (longer interval, smaller images, paused)
+  // The analyzer's `budget` status of the camera: degraded (longer interval, smaller images, regions only, paused)
   // until the budget's period rolls over. Hidden while within budget.
   const on = !!b && b.state === "budget";
   return el("span", { class: "budget", title: on ? b.reason : "", hidden: !on }, on ? `budget: ${b.reason}` : "");

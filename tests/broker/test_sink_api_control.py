@@ -103,6 +103,23 @@ def test_budgets_are_edited_through_the_api(client: TestClient, settings: Settin
     assert queries[-1].priority == -5
 
 
+def test_regions_are_edited_through_the_api(client: TestClient, settings: Settings) -> None:
+    """Admin turns regions on for a camera and tunes them for a query; the analyzer follows."""
+    assert client.post("/api/cameras", json={"id": "lot", "url": "rtsp://10.0.0.9/s"}).status_code == 201
+    r = client.patch("/api/cameras/lot", json={"regions": {"enabled": True}})
+    assert r.status_code == 200 and r.json()["regions"]["enabled"] is True
+    assert r.json()["regions"]["full_frame_every_s"] == 10.0
+    bad = client.patch("/api/cameras/lot", json={"regions": {"min_side_px": 50}})  # below GLM's 112
+    assert bad.status_code == 422
+    q = {"id": "van", "text": "vans", "regions": {"enabled": True, "pad_frac": 1.0}}
+    assert client.post("/api/queries", json=q).json()["regions"]["pad_frac"] == 1.0
+    msgs = [m for _, m in _control(settings, 3)]
+    cams = [m.camera for m in msgs if m.camera is not None and m.camera.id == "lot"]
+    queries = [m.query for m in msgs if m.query is not None and m.query.id == "van"]
+    assert cams[-1].regions is not None and cams[-1].regions.enabled
+    assert queries[-1].regions is not None and queries[-1].regions.pad_frac == 1.0
+
+
 def _publish_frames(settings: Settings, video: Path, camera_id: str, n: int) -> None:
     cap = cv2.VideoCapture(str(video))
     producer = Producer(settings.bus.bootstrap or "")

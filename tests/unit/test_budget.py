@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
+import cv2
+import numpy as np
 from test_analyzer_retry import CAM, JPEG, T0, FlakyEngine  # type: ignore[import-not-found]
 
 from analyzer.budget import LEVELS, Governor, budget_statuses
+from analyzer.budget import Usage as Spend
 from analyzer.core import FrameProcessor
 from bus.contracts import CameraSpec, ControlMessage, FrameMeta, QuerySpec
 from bus.control import ControlState
@@ -43,7 +47,13 @@ class CostlyEngine(FlakyEngine):
         return [Grounding(g.boxes, g.image_size, usage=usage)]
 
 
-def meta(i: int, w: int = 640, h: int = 360) -> FrameMeta:
+BIG = cv2.imencode(".jpg", np.zeros((360, 640, 3), np.uint8))[1].tobytes()
+MOVED = ((0.1, 0.2, 0.2, 0.5),)  # a walker's worth of motion, as the motion gate reports it
+
+
+def meta(
+    i: int, w: int = 640, h: int = 360, enc: tuple[int, int] = (160, 90), moved: tuple[Any, ...] | None = None
+) -> FrameMeta:
     return FrameMeta(
         camera_id=CAM,
         frame_id=i,
@@ -52,8 +62,9 @@ def meta(i: int, w: int = 640, h: int = 360) -> FrameMeta:
         wall_ts=T0 + timedelta(seconds=i * 0.5),
         width=w,
         height=h,
-        encoded_width=160,
-        encoded_height=90,
+        encoded_width=enc[0],
+        encoded_height=enc[1],
+        motion_regions=moved,
     )
 
 
@@ -69,13 +80,13 @@ def setup(camera_budget: Budget | None, *queries: QuerySpec) -> tuple[FrameProce
     return proc, engine, clock
 
 
-def feed(proc: FrameProcessor, frames: range) -> list[tuple[int, str]]:
+def feed(proc: FrameProcessor, frames: range, jpeg: bytes = JPEG, **kw: Any) -> list[tuple[int, str]]:
     """Process frames one by one; the (frame, level name) of the query 'g' after each."""
     out = []
 
     async def go() -> None:
         for i in frames:
-            await proc.process(meta(i), JPEG, offset=i)
+            await proc.process(meta(i, **kw), jpeg, offset=i)
             out.append((i, proc.governor.levels[(CAM, "g")].name))
 
     asyncio.run(go())
@@ -84,20 +95,24 @@ def feed(proc: FrameProcessor, frames: range) -> list[tuple[int, str]]:
 
 def test_degrade_order_then_resume_when_the_hour_rolls_over() -> None:
     # room for about 10 calls an hour; every sampled frame (interval 0) is due while normal
-    per_call = accounting.prompt_tokens([(160, 90)], ["person"]) + 100
+    per_call = accounting.prompt_tokens([(640, 360)], ["person"]) + 100
     proc, engine, clock = setup(Budget(tokens_per_hour=10 * per_call + 50), QuerySpec(id="g", text="person"))
     clock.t = 3600.0 * 500  # the start of an hour
-    levels = feed(proc, range(60))
+    big = {"jpeg": BIG, "enc": (640, 360), "moved": MOVED}
+    levels = feed(proc, range(80), **big)
     seen = [name for _, name in levels]
     order = [n for k, n in enumerate(seen) if k == 0 or seen[k - 1] != n]
-    assert order == ["normal", "longer_interval", "smaller_images", "paused"]  # the documented order
+    # the documented order (regions are off for this query: level 3 crops anyway)
+    assert order == ["normal", "longer_interval", "smaller_images", "regions_only", "paused"]
     assert proc.governor.cameras[CAM].spent["tokens"] <= 10 * per_call + 50  # never passed
-    assert engine.ground_calls >= 10  # smaller images at level 2 made room for a call or two more
+    assert engine.ground_calls >= 10  # smaller images and crops made room for a few calls more
     # longer interval: from half the budget on, calls are at least 2 s of media time apart (not 0.5 s)
     assert proc.counters["skipped_interval"] > 0
-    # smaller images: the frames sent at level 2 are half size (a quarter of the visual tokens)
-    assert (160, 90) in engine.sizes and (80, 45) in engine.sizes
-    assert proc.counters["skipped_budget"] > 0
+    # smaller images: the frames sent at level 2 are half size (a quarter of the visual tokens);
+    # regions only: a crop around the motion, at least 224 px a side
+    assert (640, 360) in engine.sizes and (320, 180) in engine.sizes and (224, 224) in engine.sizes
+    assert engine.sizes.index((320, 180)) < engine.sizes.index((224, 224))
+    assert proc.counters["region_calls"] > 0 and proc.counters["skipped_budget"] > 0
     assert REGISTRY.get_sample_value(
         "sightline_analyzer_budget_level", {"camera_id": CAM, "query_id": "g"}
     ) == LEVELS.index("paused")
@@ -105,7 +120,7 @@ def test_degrade_order_then_resume_when_the_hour_rolls_over() -> None:
     # the next hour: back to normal, calls resume at once
     clock.t += 3600
     calls = engine.ground_calls
-    later = feed(proc, range(60, 64))
+    later = feed(proc, range(80, 84), **big)
     assert [name for _, name in later] == ["normal"] * 4 and engine.ground_calls == calls + 4
 
 
@@ -149,6 +164,20 @@ def test_the_lower_priority_query_degrades_first() -> None:
     for level in (1, 2):  # each level reaches the low-priority query no later, and at least once earlier
         assert first_level[("lo", level)] <= first_level[("hi", level)]
     assert first_level[("lo", 1)] < first_level[("hi", 1)] or first_level[("lo", 2)] < first_level[("hi", 2)]
+
+
+def test_regions_only_asks_nothing_when_nothing_moved() -> None:
+    """At level 3 only crops of what moved are sent: a quiet frame (or one from a gate that does
+    not measure motion) costs nothing, and the budget says why it was skipped."""
+    per_call = accounting.prompt_tokens([(640, 360)], ["person"]) + 100
+    proc, engine, clock = setup(Budget(tokens_per_hour=20 * per_call), QuerySpec(id="g", text="person"))
+    clock.t = 3600.0 * 600
+    proc.governor.cameras.setdefault(CAM, Spend()).add("tokens", clock.t, 0.92 * 20 * per_call)
+    quiet = feed(proc, range(10), jpeg=BIG, enc=(640, 360), moved=None)
+    assert {name for _, name in quiet} == {"regions_only"} and engine.ground_calls == 0
+    assert proc.counters["skipped_budget"] == 10
+    moving = feed(proc, range(10, 15), jpeg=BIG, enc=(640, 360), moved=MOVED)  # 2 s: the longer interval
+    assert {name for _, name in moving} == {"regions_only"} and engine.sizes == [(224, 224)] * 2
 
 
 def test_no_budget_no_degradation() -> None:

@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 from sightline.cli import build_parser
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-IMAGE_EXTRAS = ("postgres", "mqtt")
+IMAGE_EXTRAS = ("postgres", "mqtt", "ann")
 NEVER_IN_IMAGE = {"torch", "torchvision", "transformers", "pytest", "ruff", "mypy", "playwright"}
 
 

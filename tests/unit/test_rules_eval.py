@@ -359,3 +359,24 @@ def test_an_instant_condition_outside_the_schedule_is_dropped() -> None:
     )
     assert day == [] and len(night) == 2
     assert math.isfinite(night[0].pts_s)
+
+
+def test_a_changed_dwell_time_applies_to_objects_already_inside() -> None:
+    # The evaluator skips looking at tracks that cannot be due yet; a new rule set must not
+    # inherit that from the old dwell time.
+    long = RuleSpec(id="d", query="red", when={"dwell": {"zone": "gate", "seconds": 30}})
+    ev = Evaluator([GATE], [], [long])
+    evs = [event("t", "update" if i else "start", float(i), (0.7, 0.7)) for i in range(40)]
+    assert run(ev, evs[:4]) == []
+    short = RuleSpec(id="d", query="red", when={"dwell": {"zone": "gate", "seconds": 5}})
+    ev.set_rules([GATE], [], [short])
+    assert [(a.condition, a.pts_s, a.seconds) for a in run(ev, evs[4:])] == [("dwell", 5.0, 5.0)]
+
+
+def test_rules_on_one_zone_with_different_anchors_use_their_own_positions() -> None:
+    # Feet below the gate (y 0.95 > 0.9), box centre inside it (y 0.85).
+    feet = RuleSpec(id="feet", query="red", when={"enter": {"zone": "gate"}})
+    centre = RuleSpec(id="centre", query="red", when={"enter": {"zone": "gate"}}, anchor="center")
+    evs = [event("t", "start", 0.0, (0.1, 0.95)), event("t", "update", 1.0, (0.7, 0.95))]
+    alerts = run(Evaluator([GATE], [], [feet, centre]), evs)
+    assert [a.rule_id for a in alerts] == ["centre"]

@@ -182,9 +182,8 @@ def test_retention_removes_what_it_indexed(store: Store) -> None:
     assert key("walker") not in ids(store.search.search("someone wearing red"))
 
 
+@pytest.mark.parametrize("search_store_url", ["postgresql"], indirect=True)
 def test_postgresql_uses_pgvector_and_hnsw(store: Store) -> None:
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only")
     assert store.search is not None and store.search.vectors == "pgvector"
     history(store)
     with store.engine.connect() as conn:
@@ -194,3 +193,20 @@ def test_postgresql_uses_pgvector_and_hnsw(store: Store) -> None:
         filled = conn.execute(text("SELECT count(*) FROM search_docs WHERE embedding IS NOT NULL")).scalar()
     assert {"ix_search_docs_tsv", "ix_search_docs_embedding"} <= indexes
     assert filled == 5
+
+
+def test_words_too_common_to_rank_are_left_to_meaning(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At scale (here: more than one matching row) a common word is not ranked; a rare one still is."""
+    from sinks import search_rank
+
+    history(store)
+    assert store.search is not None
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.begin() as conn:
+            conn.execute(text("ANALYZE search_docs"))  # the planner's estimate decides there
+    monkeypatch.setattr(search_rank, "WORDS_RANK_MAX", 1)
+    hits = store.search.search("door parcel")  # "door": walker and box (Front door); "parcel": walker
+    assert hits[0].id == key("walker")
+    assert hits[0].matched in ("words", "both")
+    with store.engine.connect() as conn:
+        assert search_rank._matches(conn, ["door"]) > 1
