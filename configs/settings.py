@@ -309,6 +309,14 @@ class RecordingConfig(_Section):
     )
     max_clip_s: float = Field(300.0, gt=0, description="longest clip the API cuts")
     gap_tolerance_s: float = Field(1.0, gt=0, description="a hole longer than this between segments is a gap")
+    annotate_height: int = Field(
+        720,
+        ge=0,
+        le=4320,
+        description="clips with boxes burnt in are scaled down to this height (never up; `?height=` "
+        "overrides, 0 = the recording's own size): a 1080p annotated clip is about 1.5x the CPU of a "
+        "720p one; remuxed clips are never scaled",
+    )
 
 
 class MetricsConfig(_Section):

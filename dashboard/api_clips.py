@@ -84,11 +84,14 @@ def _plan(state: AppState, camera_id: str, start: float, end: float, timeline: T
         raise HTTPException(404, {"detail": str(exc), "available": shown}) from None
 
 
-def _cut(plan: ClipPlan, boxes: TrackBoxes | None) -> tuple[bytes, ClipResult]:
+def _cut(plan: ClipPlan, boxes: TrackBoxes | None, height: int | None = None) -> tuple[bytes, ClipResult]:
     with tempfile.TemporaryDirectory(prefix="sightline-clip-") as tmp:
         out = FsPath(tmp) / "clip.mp4"
         try:
-            result = annotate(plan.pieces, out, plan.start, boxes.at) if boxes else remux(plan.pieces, out)
+            if boxes:
+                result = annotate(plan.pieces, out, plan.start, boxes.at, max_height=height)
+            else:
+                result = remux(plan.pieces, out)
         except ClipEmpty as exc:
             gaps = json.loads(dumps_gaps(plan.gaps, plan.start))
             raise HTTPException(404, {"detail": str(exc), "gaps": gaps}) from None
@@ -102,10 +105,21 @@ def _response(plan: ClipPlan, data: bytes, result: ClipResult, name: str, annota
         "X-Sightline-Clip-Origin": f"{origin:.6f}",  # timeline time of the clip's 0 s
         "X-Sightline-Cut": "exact" if annotated else "keyframe",
         "X-Sightline-Gaps": dumps_gaps(clip_gaps(plan, result.gaps), origin),
+        **_size_headers(result),
         "Content-Disposition": f'attachment; filename="{name}"',
         "Cache-Control": "private, max-age=60",
     }
     return Response(data, media_type="video/mp4", headers=headers)
+
+
+def _size_headers(result: ClipResult) -> dict[str, str]:
+    """A re-encoded clip says its picture size and the recording's, so a smaller one is never a surprise."""
+    if result.size is None or result.source_size is None:
+        return {}
+    return {
+        "X-Sightline-Size": "{}x{}".format(*result.size),
+        "X-Sightline-Source-Size": "{}x{}".format(*result.source_size),
+    }
 
 
 def _event(state: AppState, event_id: str) -> ObjectEvent:
@@ -139,12 +153,23 @@ def event_clip(
     post_s: Annotated[float | None, Query(ge=0, le=600)] = None,
     span: Literal["event", "track"] = "event",
     annotate: bool = False,
+    height: Annotated[int | None, Query(ge=0, le=4320)] = None,
 ) -> Response:
-    """The recording around an event (`span=track`: its whole track); `annotate=true` burns the boxes in."""
+    """The recording around an event (`span=track`: its whole track); `annotate=true` burns the boxes in.
+
+    An annotated clip is re-encoded scaled down to `height` (default `recording.annotate_height`,
+    720; 0 = the recording's own size; never scaled up); a plain clip is the recording's packets,
+    so `height` is refused without `annotate=true`."""
+    if height is not None and not annotate:
+        raise unprocessable(
+            ["query", "height"], "height applies to annotate=true only: plain clips are copied"
+        )
     ev = _event(state, event_id)
     timeline, start, end, track = _event_window(state, ev, pre_s, post_s, span)
     plan = _plan(state, ev.camera_id, start, end, timeline)
-    data, result = _cut(plan, TrackBoxes.of(track, timeline) if annotate else None)
+    if height is None:
+        height = state.settings.recording.annotate_height
+    data, result = _cut(plan, TrackBoxes.of(track, timeline) if annotate else None, height)
     return _response(plan, data, result, f"{ev.camera_id}-{event_id[:8]}.mp4", annotate)
 
 

@@ -25,6 +25,7 @@ from dashboard.app import create_app
 from ingest.recorder import SegmentRecorder
 from sightline.samples import Figure
 from sightline.testing import messages as samples
+from sinks.clipcut import output_size
 from sinks.eventwrite import track_key
 from sinks.evidence import verify_zip
 
@@ -192,6 +193,42 @@ def test_event_clip_annotated_draws_the_interpolated_box(
     assert track["timeline"] == "wall" and [p["t"] - T0 for p in track["points"]] == pytest.approx(
         [3.5, 4.5, 5.5, 6.5, 7.5, 8.5]
     )
+
+
+def test_an_annotated_clip_is_scaled_down_on_request_and_says_so(
+    recorded: tuple[TestClient, list[RecordedSegment], Figure],
+) -> None:
+    client, _, fig = recorded
+    events = _events(fig)
+    client.app.state.sightline.store.write(events)  # type: ignore[attr-defined]
+    mid = events[2]
+    url = f"/api/events/{mid.event_id}/clip"
+    full = client.get(url, params={"pre_s": 2, "post_s": 2, "annotate": "true"})  # default 720: not up
+    assert full.status_code == 200
+    assert full.headers["x-sightline-size"] == full.headers["x-sightline-source-size"] == "640x360"
+    assert (_decode(full.content)[0].width, _decode(full.content)[0].height) == (640, 360)
+    r = client.get(url, params={"pre_s": 2, "post_s": 2, "annotate": "true", "height": 180})
+    assert r.status_code == 200
+    assert (r.headers["x-sightline-size"], r.headers["x-sightline-source-size"]) == ("320x180", "640x360")
+    frames = _decode(r.content)
+    assert len(frames) == 40 and (frames[0].width, frames[0].height) == (320, 180)
+    # The box is drawn where the figure is, in the smaller picture's coordinates.
+    x1, y1, x2, _ = (round(v / 2) for v in fig.box_at(6.0, 640, 360) or (0, 0, 0, 0))
+    px = frames[25].to_ndarray(format="bgr24")[y1, x1 + 3 : x2 - 3].astype(int)
+    assert ((px[:, 2] > 150) & (px[:, 1] < 100) & (px[:, 0] < 100)).mean() > 0.8
+    bigger = client.get(url, params={"pre_s": 2, "post_s": 2, "annotate": "true", "height": 1080})
+    assert bigger.headers["x-sightline-size"] == "640x360"  # never scaled up
+    plain = client.get(url, params={"pre_s": 2, "post_s": 2, "height": 180})
+    assert plain.status_code == 422  # a plain clip is copied: no size to choose
+    assert "x-sightline-size" not in client.get(url, params={"pre_s": 2, "post_s": 2}).headers
+
+
+def test_output_size_keeps_the_aspect_ratio_even_and_never_grows() -> None:
+    assert output_size(1920, 1080, 720) == (1280, 720)
+    assert output_size(1920, 1080, None) == output_size(1920, 1080, 0) == (1920, 1080)
+    assert output_size(640, 360, 720) == (640, 360)
+    assert output_size(721, 481, 240) == (360, 240)
+    assert output_size(1921, 1081, 2000) == (1920, 1080)
 
 
 def test_the_evidence_zip_matches_its_manifest_and_opens_without_sightline(
