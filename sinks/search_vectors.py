@@ -260,6 +260,8 @@ class VectorCache:
         builder = self.builder
         if builder is not None:
             builder.join(timeout)
+        with self._lock:  # a builder that already let go of `builder` swaps and saves under the lock
+            pass
 
     # -- answering -----------------------------------------------------------------------------
 
