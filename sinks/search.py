@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from bus.contracts import CameraSpec, ObjectEvent, Summary
 from configs.search import SearchConfig
 from sinks import tables as t
-from sinks.db import epoch, insert_for
+from sinks.db import epoch, executemany, insert_for
 from sinks.embedders import Embedder, EmbedderError, Vectors
 from sinks.eventwrite import track_key
 from sinks.search_rank import Hit, Leg, SearchFilter, search
@@ -292,7 +292,7 @@ class SearchIndex:
         cols = [k for k in docs[0].row if k != "doc_id"]
         upsert = ins.on_conflict_do_update(index_elements=["doc_id"], set_={k: ins.excluded[k] for k in cols})
         with self.engine.begin() as conn:  # rows and their vectors in one transaction (one commit)
-            conn.execute(upsert, [d.row for d in docs])
+            executemany(conn, upsert, [d.row for d in docs])
             self._vectors_in(conn, [d for d in docs if d.vector is not None])
             self._bump(conn, [d for d in docs if d.bump and d.vector is None])
         return len(docs)
@@ -329,7 +329,7 @@ class SearchIndex:
             .where(d.doc_id == bindparam("b_id"))
             .values(vec=bindparam("b_vec"), vseq=next_seq)
         )
-        conn.execute(stmt, [{"b_id": doc.row["doc_id"], "b_vec": _blob(doc.vector)} for doc in docs])
+        executemany(conn, stmt, [{"b_id": doc.row["doc_id"], "b_vec": _blob(doc.vector)} for doc in docs])
 
     def _bump(self, conn: Connection, docs: list[Doc]) -> None:
         """A new `vseq` for rows whose times moved (a track that ended): the SQLite reader's

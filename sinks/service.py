@@ -190,6 +190,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
     store.search = open_search(store.engine, settings.search)
     if store.search is not None:  # a store from before search, or rows a crash left unindexed
         log.info("search index: %d rows backfilled", store.search.backfill())
+        store.index_in_background()  # embedding and indexing overlap the next batch's writes
     producer = Producer(bootstrap, client_id=worker)
     consumer = make_consumer(
         bootstrap,
@@ -224,7 +225,10 @@ def run(settings: Settings, stop: threading.Event) -> int:
     log.info("sink started: store %s, group %s", _safe_url(store), settings.store.group_id)
 
     def _extra() -> dict[str, float]:
-        return {**outbound.counters(), **retention.counters()}
+        indexer = (
+            {f"search_{k}": float(v) for k, v in store.indexer.counters.items()} if store.indexer else {}
+        )
+        return {**outbound.counters(), **retention.counters(), **indexer}
 
     sink.state = State.RUNNING
     producer.send(topics.status, worker, sink.status("running"))

@@ -35,6 +35,7 @@ from sinks.eventwrite import write_events
 from sinks.recordings import write_segment
 
 if TYPE_CHECKING:
+    from sinks.indexer import BackgroundIndexer
     from sinks.search import SearchIndex
 
 Message = ObjectEvent | Summary | StatusUpdate | ControlMessage | RecordedSegment | Alert
@@ -85,12 +86,29 @@ class Store:
         self.url = url
         self.engine: Engine = create_engine(url)
         self.search: SearchIndex | None = None  # set by the sink: what it stores is indexed too
+        self.indexer: BackgroundIndexer | None = (
+            None  # then indexed on its own thread (`index_in_background`)
+        )
         if migrate:
             from sinks.migrate import upgrade
 
             upgrade(self.engine)
 
+    def index_in_background(self, depth: int = 2) -> None:
+        """Index on a worker thread (the sink, the search bench): `write` returns after the commit."""
+        from sinks.indexer import BackgroundIndexer
+
+        if self.search is not None and self.indexer is None:
+            self.indexer = BackgroundIndexer(self.search, depth)
+
+    def flush_index(self) -> None:
+        """Wait until everything written so far is indexed (a no-op when indexing is inline)."""
+        if self.indexer is not None:
+            self.indexer.flush()
+
     def close(self) -> None:
+        if self.indexer is not None:
+            self.indexer.close()  # what was stored is indexed before the engine goes
         self.engine.dispose()
 
     def ping(self) -> None:
@@ -118,7 +136,10 @@ class Store:
         if self.search is not None and fresh:
             # After the commit: a slow embedder never holds the write lock. A crash in between leaves
             # rows unindexed, which the next start-up's backfill finds.
-            self.search.index_messages(fresh)
+            if self.indexer is not None:
+                self.indexer.submit(fresh)
+            else:
+                self.search.index_messages(fresh)
         return fresh
 
     def _summary(self, conn: Connection, s: Summary) -> bool:
