@@ -63,6 +63,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     # ids are random, so every insert lands on another index page), and fewer checkpoints write a
     # hot page once instead of again and again.
     cur.execute("PRAGMA wal_autocheckpoint=10000")
+    # A big store's random-id indexes are read page by page on every insert: read them through a
+    # memory map (no system call per page) and keep up to 64 MB of pages per connection (SQLite
+    # grows the cache only as pages are used). +8 % tracks/s at 300k tracks in `bench search`.
+    cur.execute("PRAGMA mmap_size=4294967296")
+    cur.execute("PRAGMA cache_size=-65536")
     cur.close()
 
 

@@ -130,12 +130,15 @@ def write_events(engine: Engine, conn: Connection, events: Sequence[ObjectEvent]
     if not fresh:
         return []
     now = time.time()
-    ins = insert_for(engine, t.events).on_conflict_do_nothing(index_elements=["event_id"])
-    executemany(conn, ins, [_event_row(ev, now) for ev in fresh])
+    rows = [_event_row(ev, now) for ev in fresh]
     folds: dict[str, TrackFold] = {}
     for ev in fresh:
         f = TrackFold.of(ev)
         folds[f.id] = folds[f.id].merge(f) if f.id in folds else f
+    # Rows and folds are made before the first write: on SQLite the write lock is held from the
+    # INSERT to the commit, and the search indexer's thread waits for it meanwhile.
+    ins = insert_for(engine, t.events).on_conflict_do_nothing(index_elements=["event_id"])
+    executemany(conn, ins, rows)
     _upsert_tracks(engine, conn, list(folds.values()))
     return fresh
 
