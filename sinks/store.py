@@ -86,9 +86,7 @@ class Store:
         self.url = url
         self.engine: Engine = create_engine(url)
         self.search: SearchIndex | None = None  # set by the sink: what it stores is indexed too
-        self.indexer: BackgroundIndexer | None = (
-            None  # then indexed on its own thread (`index_in_background`)
-        )
+        self.indexer: BackgroundIndexer | None = None  # see `index_in_background`
         if migrate:
             from sinks.migrate import upgrade
 
