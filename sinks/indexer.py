@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from sinks.search import SearchIndex
 
 log = logging.getLogger(__name__)
-_STOP = object()
 
 
 class BackgroundIndexer:
@@ -33,7 +32,7 @@ class BackgroundIndexer:
 
     def __init__(self, index: SearchIndex, depth: int = 2) -> None:
         self.index = index
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[list[object] | None] = queue.Queue(maxsize=depth)  # None: stop
         self._behind = False  # a batch failed: backfill before the next one
         self.counters = {"batches_indexed": 0, "rows_indexed": 0, "batches_failed": 0, "writer_blocked": 0}
         self._thread = threading.Thread(target=self._run, name="search-indexer", daemon=True)
@@ -51,16 +50,16 @@ class BackgroundIndexer:
 
     def close(self) -> None:
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._queue.put(None)
             self._thread.join()
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
             try:
-                if item is _STOP:
+                if item is None:
                     return
-                self._index(item)  # type: ignore[arg-type]
+                self._index(item)
             finally:
                 self._queue.task_done()
 
