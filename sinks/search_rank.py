@@ -183,8 +183,12 @@ def search(
                 meaning = index_cache(index).top(conn, qv, flt, k * 2)
             meaning = {s: v for s, v in meaning.items() if v >= cfg.min_similarity}
         word_hits = _words(conn, words, where, params, k) if words else {}
+        # Coordination: the words leg speaks for the share of the query's words the index knows
+        # ("wearing" and "luggage" are in no description, so "someone wearing red" is decided by
+        # meaning more than by which rows are shortest among those that say "red").
+        words_weight = cfg.words_weight * (_known(conn, words) / len(words) if word_hits else 0.0)
         fused: dict[int, float] = {}
-        for leg, weight in ((word_hits, cfg.words_weight), ({s: -v for s, v in meaning.items()}, 1.0)):
+        for leg, weight in ((word_hits, words_weight), ({s: -v for s, v in meaning.items()}, 1.0)):
             for seq, rank in tie_ranks(leg).items():
                 fused[seq] = fused.get(seq, 0.0) + weight / (cfg.rrf_k + rank)
         # Only the best rows are read back (the filters again, in SQL): a cached vector's times may
@@ -258,6 +262,15 @@ def _words(
         return _ranked(conn, words, where, params, k)
     rare = [w for w in words if _matches(conn, [w]) <= WORDS_RANK_MAX]
     return _ranked(conn, rare, where, params, k) if rare else {}
+
+
+def _known(conn: Connection, words: list[str]) -> int:
+    """How many of the words match at least one row (one index probe each, whatever the table size)."""
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT 1 FROM search_fts WHERE search_fts MATCH :m LIMIT 1"
+    else:
+        sql = "SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m) LIMIT 1"
+    return sum(conn.execute(text(sql), {"m": _match_sql(conn, [w])}).first() is not None for w in words)
 
 
 def _match_sql(conn: Connection, words: list[str]) -> str:

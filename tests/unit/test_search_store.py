@@ -210,3 +210,17 @@ def test_words_too_common_to_rank_are_left_to_meaning(store: Store, monkeypatch:
     assert hits[0].matched in ("words", "both")
     with store.engine.connect() as conn:
         assert search_rank._matches(conn, ["door"]) > 1
+
+
+def test_words_the_index_does_not_know_weaken_the_words_leg(store: Store) -> None:
+    """Coordination: the words leg speaks for the share of the query's words found in the index."""
+    from sinks import search_rank
+
+    history(store)
+    assert store.search is not None
+    whole = store.search.search("parcel", legs=("words",))
+    half = store.search.search("parcel xqzvbw", legs=("words",))  # one word of two is in no row
+    assert ids(whole) == ids(half) == [key("walker")]
+    assert half[0].score == pytest.approx(whole[0].score / 2, rel=1e-3)
+    with store.engine.connect() as conn:
+        assert search_rank._known(conn, ["parcel", "xqzvbw", "van"]) == 2
