@@ -8,7 +8,9 @@
   index with iterative scans when it is there; otherwise `sinks.search_vectors.VectorCache`:
   an in-memory copy of the vectors, refreshed from `vseq` so only new or changed vectors are
   read, scored exactly with numpy or, at scale, through an ANN graph (usearch).
-- Fusion: score = Σ 1/(rrf_k + rank) over the legs a row appears in (Cormack et al., 2009);
+- Fusion: score = Σ weight/(rrf_k + rank) over the legs a row appears in (Cormack et al., 2009);
+  meaning weighs 1, words `words_weight` times the share of the query's words that the index
+  knows (coordination: a query half of whose words are in no row is half decided by words).
   `matched` says which legs found it. Filters apply inside both legs and again on the rows.
 """
 
@@ -182,11 +184,13 @@ def search(
             else:
                 meaning = index_cache(index).top(conn, qv, flt, k * 2)
             meaning = {s: v for s, v in meaning.items() if v >= cfg.min_similarity}
-        word_hits = _words(conn, words, where, params, k) if words else {}
+        counts = word_counts(conn, words) if words else {}
+        word_hits = _words(conn, counts, where, params, k)
         # Coordination: the words leg speaks for the share of the query's words the index knows
         # ("wearing" and "luggage" are in no description, so "someone wearing red" is decided by
         # meaning more than by which rows are shortest among those that say "red").
-        words_weight = cfg.words_weight * (_known(conn, words) / len(words) if word_hits else 0.0)
+        known = sum(n > 0 for n in counts.values())
+        words_weight = cfg.words_weight * known / len(words) if word_hits else 0.0
         fused: dict[int, float] = {}
         for leg, weight in ((word_hits, words_weight), ({s: -v for s, v in meaning.items()}, 1.0)):
             for seq, rank in tie_ranks(leg).items():
@@ -249,7 +253,7 @@ def _query_vector(index: SearchIndex, q: str) -> np.ndarray[Any, Any] | None:
 
 
 def _words(
-    conn: Connection, words: list[str], where: str, params: dict[str, Any], k: int
+    conn: Connection, counts: dict[str, int], where: str, params: dict[str, Any], k: int
 ) -> dict[int, float]:
     """seq → score, lower is better (bm25 is negative-better already; ts_rank_cd is negated).
 
@@ -258,19 +262,11 @@ def _words(
     bm25's inverse document frequency all but drops them anyway (a colour in a million
     descriptions); `mentions` still marks the hits that have them as matched by words.
     """
-    if _matches(conn, words) <= WORDS_RANK_MAX:
-        return _ranked(conn, words, where, params, k)
-    rare = [w for w in words if _matches(conn, [w]) <= WORDS_RANK_MAX]
+    present = [w for w, n in counts.items() if n > 0]
+    if sum(counts.values()) <= WORDS_RANK_MAX:
+        return _ranked(conn, present, where, params, k) if present else {}
+    rare = [w for w in present if counts[w] <= WORDS_RANK_MAX]
     return _ranked(conn, rare, where, params, k) if rare else {}
-
-
-def _known(conn: Connection, words: list[str]) -> int:
-    """How many of the words match at least one row (one index probe each, whatever the table size)."""
-    if conn.dialect.name == "sqlite":
-        sql = "SELECT 1 FROM search_fts WHERE search_fts MATCH :m LIMIT 1"
-    else:
-        sql = "SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m) LIMIT 1"
-    return sum(conn.execute(text(sql), {"m": _match_sql(conn, [w])}).first() is not None for w in words)
 
 
 def _match_sql(conn: Connection, words: list[str]) -> str:
@@ -279,16 +275,18 @@ def _match_sql(conn: Connection, words: list[str]) -> str:
     return " | ".join(words)  # \w+ tokens: no tsquery operator can appear
 
 
-def _matches(conn: Connection, words: list[str]) -> int:
-    """How many rows match any of the words: counted up to WORDS_RANK_MAX + 1 on SQLite (FTS5's
-    doclists answer without touching the rows); on PostgreSQL the planner's estimate from the
-    column's statistics, since counting GIN matches visits every matching heap row (~100 ms
-    for 10,000 of them here), and a table that small is never split anyway."""
-    m = _match_sql(conn, words)
-    capped = {"m": m, "cap": WORDS_RANK_MAX + 1}
+def word_counts(conn: Connection, words: list[str]) -> dict[str, int]:
+    """How many rows match each word, 0 for a word in no row, at most WORDS_RANK_MAX + 1.
+
+    SQLite counts (capped; FTS5's doclists answer without touching the rows). PostgreSQL takes
+    the planner's estimate from the column's statistics, since counting GIN matches visits every
+    matching heap row (~100 ms for 10,000 of them here); a word the statistics do not list as
+    common is then looked up in the GIN index, because the estimate cannot say "none": an unknown
+    word is estimated at ~0.5 % of the rows, and a plain `LIMIT 1` probe of it is planned as a
+    sequential scan of the whole table (0.3 s at 200k rows)."""
     if conn.dialect.name == "sqlite":
         sql = "SELECT count(*) FROM (SELECT 1 FROM search_fts WHERE search_fts MATCH :m LIMIT :cap)"
-        return int(conn.execute(text(sql), capped).scalar() or 0)
+        return {w: int(conn.execute(text(sql), _capped(conn, w)).scalar() or 0) for w in words}
     size = conn.execute(
         text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('search_docs')")
     ).scalar()
@@ -297,12 +295,29 @@ def _matches(conn: Connection, words: list[str]) -> int:
             "SELECT count(*) FROM (SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m) "
             "LIMIT :cap) s"
         )
-        return int(conn.execute(text(sql), capped).scalar() or 0)
-    if float(size or 0) <= WORDS_RANK_MAX:  # small: rank every match
-        return 0
+        return {w: int(conn.execute(text(sql), _capped(conn, w)).scalar() or 0) for w in words}
+    small = float(size or 0) <= WORDS_RANK_MAX  # rank every match: only whether a word is there
+    counts = {w: 1 if small else min(_estimate(conn, w), WORDS_RANK_MAX + 1) for w in words}
+    rare = [w for w, n in counts.items() if n <= WORDS_RANK_MAX]
+    if rare:
+        prev = conn.execute(text("SELECT current_setting('enable_seqscan')")).scalar()
+        conn.execute(text("SELECT set_config('enable_seqscan', 'off', true)"))
+        probe = "SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m) LIMIT 1"
+        for w in rare:
+            if conn.execute(text(probe), {"m": w}).first() is None:
+                counts[w] = 0
+        conn.execute(text("SELECT set_config('enable_seqscan', :v, true)"), {"v": prev})
+    return counts
+
+
+def _capped(conn: Connection, w: str) -> dict[str, Any]:
+    return {"m": _match_sql(conn, [w]), "cap": WORDS_RANK_MAX + 1}
+
+
+def _estimate(conn: Connection, w: str) -> int:
     plan = conn.execute(
         text("EXPLAIN (FORMAT JSON) SELECT 1 FROM search_docs WHERE tsv @@ to_tsquery('english', :m)"),
-        {"m": m},
+        {"m": w},
     ).scalar()
     return int(plan[0]["Plan"]["Plan Rows"]) if plan else 0
 
