@@ -11,7 +11,8 @@ cameras over 30 days and measures, on SQLite (and on PostgreSQL + pgvector when 
   quarter of the queries filter by camera, a quarter by a one-day window);
 * the same queries answered by brute force — every row read from the database and scored in
   Python (cosine over all vectors, word overlap) — on a few queries, for the speed-up ratio, and
-  how many of the exact top 10 by meaning the index returns (pgvector's HNSW is approximate);
+  how many of the index's top 10 by meaning are as similar as the exact 10th best (ties count:
+  the generated sentences repeat; pgvector's HNSW and the usearch graph are approximate);
 * the embedded index's memory: the vector matrix the reader keeps, its ANN graph (usearch, when
   installed), and the process RSS; the first query's time (it reads the matrix) and when the
   graph, built in the background, was ready (then saved next to the database for the next start).
@@ -175,8 +176,8 @@ def latencies(index: Any, plan: list[tuple[str, dict[str, Any]]]) -> dict[str, f
     }
 
 
-def brute(index: Any, q: str, k: int = 10) -> tuple[list[str], list[str]]:
-    """Every row read and scored in Python: (top k by meaning, top k fused with word overlap)."""
+def brute(index: Any, q: str, k: int = 10) -> tuple[float, list[str]]:
+    """Every row read and scored in Python: (the k-th best similarity, top k fused with word overlap)."""
     from sqlalchemy import text
 
     from sinks.search_rank import tokens
@@ -196,9 +197,8 @@ def brute(index: Any, q: str, k: int = 10) -> tuple[list[str], list[str]]:
             sims.append(float(v @ qv))
             overlap.append(len(words & set(tokens(r.text))))
     s = np.asarray(sims)
-    by_meaning = [ids[i] for i in np.argsort(-s)[:k]]
     fused = np.asarray(overlap) * 10 + s
-    return by_meaning, [ids[i] for i in np.argsort(-fused)[:k]]
+    return float(np.sort(s)[-k]), [ids[i] for i in np.argsort(-fused)[:k]]
 
 
 def measure_queries(
@@ -216,10 +216,12 @@ def measure_queries(
     times, agree = [], []
     for q in QUERIES[:brute_n]:
         t = time.perf_counter()
-        exact, _ = brute(index, q)
+        kth, _ = brute(index, q)
         times.append(time.perf_counter() - t)
-        got = [h.id for h in index.search(q, SearchFilter(), 10, legs=("meaning",))]
-        agree.append(len(set(exact) & set(got)) / 10)
+        # By similarity (hits carry it to 4 decimals), not by id: the generated sentences repeat,
+        # so the exact top 10 is an arbitrary pick among rows that tie, and other tied rows are right.
+        got = index.search(q, SearchFilter(), 10, legs=("meaning",))
+        agree.append(sum((h.similarity or 0.0) >= kth - 2e-4 for h in got) / 10)
     p50 = float(np.percentile(np.asarray(times) * 1000, 50))
     out["brute_force"] = {"n": brute_n, "p50_ms": round(p50, 1)}
     out["speedup_p50"] = round(p50 / max(out["indexed"]["p50_ms"], 1e-3), 1)
