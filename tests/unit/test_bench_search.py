@@ -20,7 +20,7 @@ def test_a_small_run_indexes_every_track_and_agrees_with_the_scan(tmp_path: Path
     bench.run(args, load_settings(None))  # its exit code is the speed verdict: not this test's business
     s = json.loads(report.read_text())["sqlite"]
     assert s["tracks"] == 3000 and s["tracks_per_s"] > 0
-    assert s["indexed"]["n"] == 8 and s["brute_force"]["n"] == 2
+    assert s["indexed"]["n"] == s["first_pass"]["n"] == 8 and s["brute_force"]["n"] == 2
     assert s["vector_matrix_mb"] > 0 and s["ann_graph_mb"] is None  # under 20,000 vectors: exact
     # Exact numpy scoring: its top 10 are as similar as the scan's 10th best, tied rows included.
     assert s["meaning_top10_vs_exact"] == 1.0
