@@ -190,7 +190,7 @@ def search(
         # ("wearing" and "luggage" are in no description, so "someone wearing red" is decided by
         # meaning more than by which rows are shortest among those that say "red").
         known = sum(n > 0 for n in counts.values())
-        words_weight = cfg.words_weight * known / len(words) if word_hits else 0.0
+        words_weight = cfg.words_weight * known / len(counts) if word_hits else 0.0  # distinct words
         fused: dict[int, float] = {}
         for leg, weight in ((word_hits, words_weight), ({s: -v for s, v in meaning.items()}, 1.0)):
             for seq, rank in tie_ranks(leg).items():

@@ -199,7 +199,7 @@ def brute(index: Any, q: str, k: int = 10) -> tuple[float, list[str]]:
             overlap.append(len(words & set(tokens(r.text))))
     s = np.asarray(sims)
     fused = np.asarray(overlap) * 10 + s
-    return float(np.sort(s)[-k]), [ids[i] for i in np.argsort(-fused)[:k]]
+    return float(np.sort(s)[-min(k, len(s))]), [ids[i] for i in np.argsort(-fused)[:k]]
 
 
 def measure_queries(
